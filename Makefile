@@ -1,0 +1,46 @@
+# Every target creates .venv on first use, so a fresh machine needs only python3 and make.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+IMAGE ?= dummy-vllm
+SERVE_ARGS ?=
+
+.PHONY: serve test lint typecheck bench docker-build docker-build-dev docker-run docker-test clean
+
+$(VENV)/.runtime: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+serve: $(VENV)/.runtime ## synthetic mode on 127.0.0.1:8000, SQLite under recordings/
+	$(BIN)/python cli.py serve $(SERVE_ARGS)
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(VENV)/.dev
+	$(BIN)/python -m benchmarks.run
+
+docker-build:
+	docker build --target prod -t $(IMAGE) .
+
+docker-build-dev:
+	docker build --target dev -t $(IMAGE):dev .
+
+docker-run: docker-build
+	docker run --rm -p 8000:8000 -v $(CURDIR)/recordings:/app/recordings $(IMAGE)
+
+docker-test: docker-build-dev
+	docker run --rm $(IMAGE):dev
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

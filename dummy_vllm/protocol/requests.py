@@ -1,0 +1,573 @@
+"""Parse and validate request bodies into typed requests, with vLLM 0.11's messages.
+
+The order of checks follows vLLM: body decoding and field types (pydantic, ``Bad Request``),
+model validators (``Bad Request``), the model name (404), context length, then sampling
+parameters (``BadRequestError``). Unknown fields are accepted and ignored, as vLLM does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ujson
+
+from ..engine import Tokenizer, render_chat_prompt
+from ..settings import Limits
+from .errors import ValidationFailure, bad_request, model_not_found, value_error
+
+GREEDY_EPSILON = 1e-5
+JSON_MEDIA_TYPE = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class ServedModel:
+    """What a worker knows about the model it pretends to serve. Built once per worker."""
+
+    name: str
+    root: str
+    max_model_len: int
+    tokenizer: Tokenizer
+    limits: Limits
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    n: int
+    max_tokens: int
+    min_tokens: int
+    ignore_eos: bool
+    stop: tuple[str, ...]
+    include_stop_str_in_output: bool
+    seed: int | None
+    # Top log-probabilities per token; None when log-probabilities are off.
+    logprobs: int | None
+    stream: bool
+    include_usage: bool
+    continuous_usage_stats: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    model: str
+    prompts: tuple[tuple[int, ...], ...]
+    echo: bool
+    params: GenerationParams
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    model: str
+    prompt: tuple[int, ...]
+    params: GenerationParams
+
+
+# --- body decoding -----------------------------------------------------------------------------
+
+
+def decode_body(raw: bytes, content_type: str | None) -> dict[str, Any]:
+    """Decode a JSON object body, failing the way FastAPI does inside vLLM."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if not raw:
+        raise ValidationFailure(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+        )
+    if media_type != JSON_MEDIA_TYPE:
+        raise ValidationFailure(["Unsupported Media Type: Only 'application/json' is allowed"])
+    try:
+        body = ujson.loads(raw)
+    except (ValueError, OverflowError):
+        body = _stdlib_json_or_failure(raw)
+    if not isinstance(body, dict):
+        raise ValidationFailure(
+            [
+                {
+                    "type": "model_attributes_type",
+                    "loc": ("body",),
+                    "msg": "Input should be a valid dictionary or object to extract fields from",
+                    "input": body,
+                }
+            ]
+        )
+    return body
+
+
+def _stdlib_json_or_failure(raw: bytes) -> Any:
+    # ujson is strict where the stdlib is lenient (huge ints, NaN); the stdlib decides, and its
+    # error carries the position and message that FastAPI reports.
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValidationFailure(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body", exc.pos),
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": exc.msg},
+                }
+            ]
+        ) from None
+    except (UnicodeDecodeError, RecursionError):
+        raise ValidationFailure(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body", 0),
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": "Invalid body encoding or nesting"},
+                }
+            ]
+        ) from None
+
+
+# --- field types (pydantic's lax mode, its error types and messages) ---------------------------
+
+FieldCheck = Callable[[Any], Any]
+
+
+class _FieldError(Exception):
+    def __init__(self, error_type: str, msg: str) -> None:
+        self.error_type = error_type
+        self.msg = msg
+
+
+def _as_int(value: Any) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value) and value.is_integer():
+            return int(value)
+        raise _FieldError(
+            "int_from_float", "Input should be a valid integer, got a number with a fractional part"
+        )
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            raise _FieldError(
+                "int_parsing",
+                "Input should be a valid integer, unable to parse string as an integer",
+            ) from None
+    raise _FieldError("int_type", "Input should be a valid integer")
+
+
+def _as_float(value: Any) -> float:
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            raise _FieldError(
+                "float_parsing",
+                "Input should be a valid number, unable to parse string as a number",
+            ) from None
+    raise _FieldError("float_type", "Input should be a valid number")
+
+
+_TRUE = {"true", "1", "yes", "on", "t", "y"}
+_FALSE = {"false", "0", "no", "off", "f", "n"}
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    raise _FieldError("bool_parsing", "Input should be a valid boolean, unable to interpret input")
+
+
+def _as_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    raise _FieldError("string_type", "Input should be a valid string")
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    raise _FieldError("dict_type", "Input should be a valid dictionary")
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    raise _FieldError("list_type", "Input should be a valid list")
+
+
+def _as_stop(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return tuple(value)
+    raise _FieldError("string_type", "Input should be a valid string")
+
+
+def _as_any(value: Any) -> Any:
+    return value
+
+
+_COMMON_FIELDS: dict[str, FieldCheck] = {
+    "model": _as_str,
+    "n": _as_int,
+    "seed": _as_int,
+    "stop": _as_stop,
+    "stream": _as_bool,
+    "stream_options": _as_dict,
+    "temperature": _as_float,
+    "top_p": _as_float,
+    "top_k": _as_int,
+    "min_p": _as_float,
+    "presence_penalty": _as_float,
+    "frequency_penalty": _as_float,
+    "repetition_penalty": _as_float,
+    "ignore_eos": _as_bool,
+    "min_tokens": _as_int,
+    "max_tokens": _as_int,
+    "include_stop_str_in_output": _as_bool,
+    "best_of": _as_int,
+    "user": _as_str,
+    "logit_bias": _as_dict,
+    "stop_token_ids": _as_list,
+}
+
+_COMPLETION_FIELDS: dict[str, FieldCheck] = {
+    **_COMMON_FIELDS,
+    "prompt": _as_any,
+    "echo": _as_bool,
+    "logprobs": _as_int,
+    "prompt_logprobs": _as_int,
+}
+
+_CHAT_FIELDS: dict[str, FieldCheck] = {
+    **_COMMON_FIELDS,
+    "messages": _as_list,
+    "max_completion_tokens": _as_int,
+    "logprobs": _as_bool,
+    "top_logprobs": _as_int,
+    "tools": _as_list,
+    "tool_choice": _as_any,
+}
+
+_STREAM_OPTION_FIELDS: dict[str, FieldCheck] = {
+    "include_usage": _as_bool,
+    "continuous_usage_stats": _as_bool,
+}
+
+
+def _coerce_fields(
+    body: Mapping[str, Any], fields: Mapping[str, FieldCheck], loc: tuple[str, ...] = ("body",)
+) -> dict[str, Any]:
+    """Coerce the known, non-null fields; collect every error before failing, as pydantic does."""
+    values: dict[str, Any] = {}
+    errors: list[dict[str, Any]] = []
+    for name, check in fields.items():
+        raw = body.get(name)
+        if raw is None:
+            continue
+        try:
+            values[name] = check(raw)
+        except _FieldError as exc:
+            errors.append(
+                {"type": exc.error_type, "loc": (*loc, name), "msg": exc.msg, "input": raw}
+            )
+    if errors:
+        raise ValidationFailure(errors)
+    return values
+
+
+def _missing(field: str, body: Mapping[str, Any]) -> ValidationFailure:
+    return ValidationFailure(
+        [{"type": "missing", "loc": ("body", field), "msg": "Field required", "input": body}]
+    )
+
+
+# --- shared checks ------------------------------------------------------------------------------
+
+
+def _check_stream_options(body: Mapping[str, Any], fields: dict[str, Any]) -> tuple[bool, bool]:
+    """Return (include_usage, continuous_usage_stats). In 0.11 include_usage defaults to True
+    whenever stream_options is present."""
+    options = fields.get("stream_options")
+    if options and not fields.get("stream"):
+        raise value_error("Stream options can only be defined when `stream=True`.", body)
+    if options is None:
+        return False, False
+    parsed = _coerce_fields(options, _STREAM_OPTION_FIELDS, ("body", "stream_options"))
+    return parsed.get("include_usage", True), parsed.get("continuous_usage_stats", False)
+
+
+def _resolve_model(fields: Mapping[str, Any], served: ServedModel) -> str:
+    name = fields.get("model")
+    if name and name != served.name:
+        raise model_not_found(name)
+    return served.name
+
+
+def _check_context(prompt_len: int, max_tokens: int | None, served: ServedModel) -> int:
+    """Return the effective max_tokens; reject what does not fit, with 0.11's messages."""
+    limit = served.max_model_len
+    if prompt_len >= limit:
+        raise bad_request(
+            f"This model's maximum context length is {limit} tokens. However, your request has "
+            f"{prompt_len} input tokens. Please reduce the length of the input messages."
+        )
+    if max_tokens is None:
+        return limit - prompt_len
+    if max_tokens > limit - prompt_len:
+        raise bad_request(
+            f"'max_tokens' or 'max_completion_tokens' is too large: {max_tokens}. This model's "
+            f"maximum context length is {limit} tokens and your request has {prompt_len} input "
+            f"tokens ({max_tokens} > {limit} - {prompt_len})."
+        )
+    return max_tokens
+
+
+def _sampling_params(
+    fields: Mapping[str, Any],
+    *,
+    max_tokens: int,
+    allow_zero_tokens: bool,
+    logprobs: int | None,
+    include_usage: bool,
+    continuous_usage_stats: bool,
+    limits: Limits,
+) -> GenerationParams:
+    """SamplingParams' own checks, verbatim messages."""
+    n = fields.get("n", 1)
+    if n < 1:
+        raise bad_request(f"n must be at least 1, got {n}.")
+    if n > limits.max_n:
+        raise bad_request(f"n must be at most {limits.max_n}, got {n}.")
+    best_of = fields.get("best_of")
+    if best_of is not None and best_of > 1:
+        raise bad_request("vLLM V1 does not yet support best_of.")
+    temperature = fields.get("temperature", 1.0)
+    if temperature < 0.0:
+        raise bad_request(f"temperature must be non-negative, got {temperature}.")
+    top_p = fields.get("top_p", 1.0)
+    if not 0.0 < top_p <= 1.0:
+        raise bad_request(f"top_p must be in (0, 1], got {top_p}.")
+    top_k = fields.get("top_k", 0)
+    if top_k < -1:
+        raise bad_request(f"top_k must be 0 (disable), or at least 1, got {top_k}.")
+    min_p = fields.get("min_p", 0.0)
+    if not 0.0 <= min_p <= 1.0:
+        raise bad_request(f"min_p must be in [0, 1], got {min_p}.")
+    for penalty in ("presence_penalty", "frequency_penalty"):
+        value = fields.get(penalty, 0.0)
+        if not -2.0 <= value <= 2.0:
+            raise bad_request(f"{penalty} must be in [-2, 2], got {value}.")
+    repetition_penalty = fields.get("repetition_penalty", 1.0)
+    if repetition_penalty <= 0.0:
+        raise bad_request(
+            f"repetition_penalty must be greater than zero, got {repetition_penalty}."
+        )
+    if max_tokens < 1 and not (allow_zero_tokens and max_tokens == 0):
+        raise bad_request(f"max_tokens must be at least 1, got {max_tokens}.")
+    min_tokens = fields.get("min_tokens", 0)
+    if min_tokens < 0:
+        raise bad_request(f"min_tokens must be greater than or equal to 0, got {min_tokens}.")
+    if min_tokens > max_tokens:
+        raise bad_request(
+            f"min_tokens must be less than or equal to max_tokens={max_tokens}, got {min_tokens}."
+        )
+    stop = fields.get("stop", ())
+    if any(not item for item in stop):
+        raise bad_request("stop cannot contain an empty string.")
+    if temperature < GREEDY_EPSILON and n > 1:
+        raise bad_request(f"n must be 1 when using greedy sampling, got {n}.")
+    if logprobs is not None and logprobs > limits.max_logprobs:
+        raise bad_request(
+            f"Requested sample logprobs of {logprobs}, which is greater than max allowed: "
+            f"{limits.max_logprobs}"
+        )
+    return GenerationParams(
+        n=n,
+        max_tokens=max_tokens,
+        min_tokens=min_tokens,
+        ignore_eos=fields.get("ignore_eos", False),
+        stop=stop,
+        include_stop_str_in_output=fields.get("include_stop_str_in_output", False),
+        seed=fields.get("seed"),
+        logprobs=logprobs,
+        stream=fields.get("stream", False),
+        include_usage=include_usage,
+        continuous_usage_stats=continuous_usage_stats,
+    )
+
+
+# --- /v1/completions ----------------------------------------------------------------------------
+
+
+def _prompt_token_lists(
+    prompt: Any, body: Mapping[str, Any], served: ServedModel
+) -> list[list[int]]:
+    tokenizer = served.tokenizer
+    if isinstance(prompt, str):
+        return [tokenizer.encode(prompt)]
+    if isinstance(prompt, list) and prompt:
+        if all(isinstance(item, str) for item in prompt):
+            return [tokenizer.encode(item) for item in prompt]
+        if all(isinstance(item, int) and not isinstance(item, bool) for item in prompt):
+            return [_checked_ids(prompt, tokenizer)]
+        if all(isinstance(item, list) for item in prompt):
+            lists = [item for item in prompt if all(isinstance(t, int) for t in item)]
+            if len(lists) == len(prompt):
+                return [_checked_ids(item, tokenizer) for item in lists]
+    if isinstance(prompt, list) and not prompt:
+        raise bad_request("Prompt cannot be empty.")
+    raise ValidationFailure(
+        [
+            {
+                "type": "string_type",
+                "loc": ("body", "prompt", "str"),
+                "msg": "Input should be a valid string",
+                "input": prompt,
+            }
+        ]
+    )
+
+
+def _checked_ids(ids: list[int], tokenizer: Tokenizer) -> list[int]:
+    bad = next((token for token in ids if not 0 <= token < tokenizer.vocab_size), None)
+    if bad is not None:
+        raise bad_request(f"Token id {bad} is out of vocabulary")
+    return ids
+
+
+def parse_completion_request(body: Mapping[str, Any], served: ServedModel) -> CompletionRequest:
+    fields = _coerce_fields(body, _COMPLETION_FIELDS)
+    if "prompt" not in fields:
+        raise _missing("prompt", body)
+    logprobs = fields.get("logprobs")
+    if logprobs is not None and logprobs < 0:
+        raise value_error("`logprobs` must be a positive value.", body)
+    include_usage, continuous = _check_stream_options(body, fields)
+    model = _resolve_model(fields, served)
+    prompts = _prompt_token_lists(fields["prompt"], body, served)
+    if any(not prompt for prompt in prompts):
+        raise bad_request("The decoder prompt cannot be empty")
+    requested = fields.get("max_tokens", 16)
+    max_tokens = min(_check_context(len(prompt), requested, served) for prompt in prompts)
+    params = _sampling_params(
+        fields,
+        max_tokens=max_tokens,
+        allow_zero_tokens=fields.get("echo", False),
+        logprobs=logprobs,
+        include_usage=include_usage,
+        continuous_usage_stats=continuous,
+        limits=served.limits,
+    )
+    return CompletionRequest(
+        model=model,
+        prompts=tuple(tuple(prompt) for prompt in prompts),
+        echo=fields.get("echo", False),
+        params=params,
+    )
+
+
+# --- /v1/chat/completions -----------------------------------------------------------------------
+
+_ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function"})
+
+
+def _check_messages(messages: Sequence[Any], body: Mapping[str, Any]) -> None:
+    errors: list[dict[str, Any]] = []
+    for index, message in enumerate(messages):
+        loc = ("body", "messages", index)
+        if not isinstance(message, dict):
+            errors.append(
+                {
+                    "type": "dict_type",
+                    "loc": loc,
+                    "msg": "Input should be a valid dictionary",
+                    "input": message,
+                }
+            )
+            continue
+        role = message.get("role")
+        if role is None:
+            errors.append(
+                {
+                    "type": "missing",
+                    "loc": (*loc, "role"),
+                    "msg": "Field required",
+                    "input": message,
+                }
+            )
+        elif role not in _ROLES:
+            errors.append(
+                {
+                    "type": "literal_error",
+                    "loc": (*loc, "role"),
+                    "msg": "Input should be 'system', 'user', 'assistant', 'tool', 'developer' "
+                    "or 'function'",
+                    "input": role,
+                }
+            )
+        content = message.get("content")
+        if content is not None and not isinstance(content, str | list):
+            errors.append(
+                {
+                    "type": "string_type",
+                    "loc": (*loc, "content", "str"),
+                    "msg": "Input should be a valid string",
+                    "input": content,
+                }
+            )
+    if errors:
+        raise ValidationFailure(errors)
+
+
+def _check_tools(fields: Mapping[str, Any], body: Mapping[str, Any]) -> None:
+    tools = fields.get("tools")
+    tool_choice = fields.get("tool_choice")
+    if tool_choice is not None and tool_choice != "none" and not tools:
+        raise value_error("When using `tool_choice`, `tools` must be set.", body)
+    # This server stands for a vLLM started without --enable-auto-tool-choice.
+    if tools and tool_choice in (None, "auto"):
+        raise bad_request(
+            '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
+        )
+
+
+def parse_chat_request(body: Mapping[str, Any], served: ServedModel) -> ChatRequest:
+    fields = _coerce_fields(body, _CHAT_FIELDS)
+    if "messages" not in fields:
+        raise _missing("messages", body)
+    messages = fields["messages"]
+    _check_messages(messages, body)
+    top_logprobs = fields.get("top_logprobs")
+    if top_logprobs is not None:
+        if top_logprobs < 0:
+            raise value_error("`top_logprobs` must be a positive value.", body)
+        if top_logprobs > 0 and not fields.get("logprobs"):
+            raise value_error("when using `top_logprobs`, `logprobs` must be set to true.", body)
+    include_usage, continuous = _check_stream_options(body, fields)
+    _check_tools(fields, body)
+    model = _resolve_model(fields, served)
+    prompt = served.tokenizer.encode(render_chat_prompt(messages))
+    # max_completion_tokens wins over the deprecated max_tokens; neither means "fill the context".
+    requested = fields.get("max_completion_tokens", fields.get("max_tokens"))
+    max_tokens = _check_context(len(prompt), requested, served)
+    params = _sampling_params(
+        fields,
+        max_tokens=max_tokens,
+        allow_zero_tokens=False,
+        logprobs=(top_logprobs or 0) if fields.get("logprobs") else None,
+        include_usage=include_usage,
+        continuous_usage_stats=continuous,
+        limits=served.limits,
+    )
+    return ChatRequest(model=model, prompt=tuple(prompt), params=params)

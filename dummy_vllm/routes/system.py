@@ -1,0 +1,88 @@
+"""Routes outside /v1: health probes, version and the tokenizer endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sanic import Blueprint, HTTPResponse, Request
+from sanic.response import empty, raw
+
+from ..engine import render_chat_prompt
+from ..protocol.errors import ValidationFailure, bad_request, model_not_found
+from ..protocol.requests import ServedModel, decode_body
+from ..protocol.responses import JSON_CONTENT_TYPE, dumps, tokenize_body
+from ..settings import VLLM_VERSION
+from ..state import WorkerState
+
+system_routes = Blueprint("system")
+
+_VERSION_BODY = dumps({"version": VLLM_VERSION})
+
+
+def _served(request: Request) -> ServedModel:
+    state: WorkerState = request.app.ctx.state
+    return state.served
+
+
+def _check_model(body: dict[str, Any], served: ServedModel) -> None:
+    model = body.get("model")
+    if model and model != served.name:
+        raise model_not_found(str(model))
+
+
+@system_routes.get("/health")
+async def health(request: Request) -> HTTPResponse:
+    return empty(status=200)
+
+
+async def ping(request: Request) -> HTTPResponse:
+    return empty(status=200)
+
+
+system_routes.add_route(ping, "/ping", methods=["GET", "POST"])
+
+
+@system_routes.get("/version")
+async def version(request: Request) -> HTTPResponse:
+    return raw(_VERSION_BODY, content_type=JSON_CONTENT_TYPE)
+
+
+@system_routes.post("/tokenize")
+async def tokenize(request: Request) -> HTTPResponse:
+    served = _served(request)
+    body = decode_body(request.body, request.headers.get("content-type"))
+    _check_model(body, served)
+    if isinstance(body.get("messages"), list):
+        text = render_chat_prompt(body["messages"], bool(body.get("add_generation_prompt", True)))
+    elif isinstance(body.get("prompt"), str):
+        text = body["prompt"]
+    else:
+        raise ValidationFailure(
+            [{"type": "missing", "loc": ("body", "prompt"), "msg": "Field required", "input": body}]
+        )
+    tokens = served.tokenizer.encode(text)
+    return raw(
+        tokenize_body(
+            served.tokenizer, tokens, served.max_model_len, bool(body.get("return_token_strs"))
+        ),
+        content_type=JSON_CONTENT_TYPE,
+    )
+
+
+@system_routes.post("/detokenize")
+async def detokenize(request: Request) -> HTTPResponse:
+    served = _served(request)
+    body = decode_body(request.body, request.headers.get("content-type"))
+    _check_model(body, served)
+    tokens = body.get("tokens")
+    if not isinstance(tokens, list) or not all(
+        isinstance(t, int) and not isinstance(t, bool) for t in tokens
+    ):
+        raise ValidationFailure(
+            [{"type": "missing", "loc": ("body", "tokens"), "msg": "Field required", "input": body}]
+        )
+    try:
+        text = served.tokenizer.decode(tokens)
+    except ValueError as exc:
+        raise bad_request(str(exc)) from None
+    return raw(dumps({"prompt": text}), content_type=JSON_CONTENT_TYPE)

@@ -1,0 +1,25 @@
+"""Start Sanic's worker manager for a given Settings (used by every CLI mode)."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from sanic import Sanic
+from sanic.worker.loader import AppLoader
+
+from .app import create_app
+from .settings import Settings
+
+
+def run_server(settings: Settings) -> None:
+    # Workers are spawned processes: they rebuild the app from the pickled settings.
+    loader = AppLoader(factory=partial(create_app, settings))
+    app = loader.load()
+    app.prepare(
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        motd=False,
+        access_log=settings.log_level.lower() == "debug",
+    )
+    Sanic.serve(primary=app, app_loader=loader)

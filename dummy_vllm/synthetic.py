@@ -1,0 +1,146 @@
+"""Synthetic mode: what the pretend model generates for a parsed request, and when.
+
+Everything expensive (vocabulary, corpus, JSON of every token) is built once per worker in
+``SyntheticModel``; a request only slices the corpus, applies stop strings and draws its
+latency samples.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .engine import Corpus, LatencyModel, Tokenizer, sample_output_length
+from .protocol.requests import GenerationParams
+from .protocol.responses import ChoiceOutput, TokenLogprob
+from .settings import Settings
+
+
+@dataclass(slots=True)
+class Generation:
+    """A request's outputs, in response order, and when each token step is due (seconds)."""
+
+    choices: list[ChoiceOutput]
+    prompt_tokens: int
+    offsets: list[float] = field(default_factory=list)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(len(choice.token_ids) for choice in self.choices)
+
+
+class SyntheticModel:
+    def __init__(self, settings: Settings, tokenizer: Tokenizer) -> None:
+        self.settings = settings
+        self.tokenizer = tokenizer
+        self.corpus = Corpus(tokenizer, seed=settings.seed)
+        self.latency = LatencyModel(settings.latency)
+        word_ids = tokenizer.word_ids
+        # Deterministic per-token log-probabilities, computed once.
+        self._logprob = {
+            tid: -0.05 - (zlib.crc32(tid.to_bytes(4, "little")) % 4000) / 1000.0 for tid in word_ids
+        }
+        self._word_ids = list(word_ids)
+
+    def generate(self, prompts: Sequence[Sequence[int]], params: GenerationParams) -> Generation:
+        """Outputs for every prompt x n choices, indexed prompt-major as vLLM does."""
+        base_seed = params.seed if params.seed is not None else self._prompt_seed(prompts)
+        rng = random.Random(base_seed)
+        eos_rate = 0.0 if params.ignore_eos else self.settings.eos_rate
+        choices: list[ChoiceOutput] = []
+        for prompt_index, prompt in enumerate(prompts):
+            for sample in range(params.n):
+                index = prompt_index * params.n + sample
+                if self.settings.echo_prompt:
+                    ids = list(prompt[: params.max_tokens])
+                    length = len(ids)
+                else:
+                    length = sample_output_length(
+                        rng, params.max_tokens, params.min_tokens, eos_rate
+                    )
+                    ids = list(self.corpus.tokens(base_seed * 1_000_003 + index, length))
+                choices.append(self._finish(index, ids, params))
+        prompt_tokens = sum(len(prompt) for prompt in prompts)
+        steps = max((len(choice.token_ids) for choice in choices), default=0)
+        generation = Generation(choices=choices, prompt_tokens=prompt_tokens)
+        generation.offsets = self.latency.token_offsets(rng, max(map(len, prompts)), steps)
+        return generation
+
+    def _prompt_seed(self, prompts: Sequence[Sequence[int]]) -> int:
+        # Without a request seed the answer is a function of the prompt and the server seed, so
+        # identical requests get identical answers (like greedy decoding) and different ones differ.
+        digest = self.settings.seed
+        for prompt in prompts:
+            digest = zlib.crc32(b"".join(t.to_bytes(4, "little") for t in prompt), digest)
+        return digest
+
+    def _finish(self, index: int, ids: list[int], params: GenerationParams) -> ChoiceOutput:
+        tokenizer = self.tokenizer
+        texts: dict[int, str] = {}
+        finish_reason = "length"
+        stop_reason: str | None = None
+        if params.stop:
+            cut = _find_stop(ids, tokenizer, params.stop, params.include_stop_str_in_output)
+            if cut is not None:
+                ids, texts, stop_reason = cut
+                finish_reason = "stop"
+        if finish_reason == "length" and len(ids) < params.max_tokens:
+            # Stopped by EOS: the EOS token counts and streams as an empty delta.
+            ids.append(tokenizer.eos_token_id)
+            texts[len(ids) - 1] = ""
+            finish_reason = "stop"
+        logprobs = self._logprobs(ids, params.logprobs) if params.logprobs is not None else None
+        return ChoiceOutput(
+            index=index,
+            token_ids=ids,
+            text_overrides=texts,
+            finish_reason=finish_reason,
+            stop_reason=stop_reason,
+            logprobs=logprobs,
+        )
+
+    def _logprobs(self, ids: Sequence[int], top: int) -> list[TokenLogprob]:
+        """The sampled token is always the most likely; ``top`` alternatives start with it."""
+        words = self._word_ids
+        result = []
+        for tid in ids:
+            chosen = self._logprob.get(tid, -0.01)
+            start = tid % len(words)
+            others = (words[(start + step) % len(words)] for step in range(1, top + 1))
+            alternatives = [alt for alt in others if alt != tid][: max(top - 1, 0)]
+            ranked = [(alt, chosen - 0.5 * (rank + 1)) for rank, alt in enumerate(alternatives)]
+            result.append(TokenLogprob(tid, chosen, [(tid, chosen), *ranked] if top else []))
+        return result
+
+
+def _find_stop(
+    ids: list[int], tokenizer: Tokenizer, stops: Sequence[str], include: bool
+) -> tuple[list[int], dict[int, str], str] | None:
+    """Cut the output where a stop string first appears, as vLLM's detokenizer does: the token
+    that completes the stop string is the last one counted, and the text ends before the stop
+    string (or after it, with include_stop_str_in_output)."""
+    pieces = [tokenizer.piece(tid) for tid in ids]
+    text = "".join(pieces)
+    best: tuple[int, str] | None = None
+    for stop in stops:
+        position = text.find(stop)
+        if position != -1 and (best is None or position < best[0]):
+            best = (position, stop)
+    if best is None:
+        return None
+    position, stop = best
+    text_end = position + len(stop) if include else position
+    completed_at = position + len(stop)
+    overrides: dict[int, str] = {}
+    offset = 0
+    last = len(ids) - 1
+    for token_index, piece in enumerate(pieces):
+        start, offset = offset, offset + len(piece)
+        if offset > text_end:
+            overrides[token_index] = piece[: max(text_end - start, 0)]
+        if offset >= completed_at:
+            last = token_index
+            break
+    return ids[: last + 1], overrides, stop

@@ -1,0 +1,112 @@
+"""Shared fixtures: an in-process app for handler tests, live servers for socket-level tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sanic import Sanic
+
+from dummy_vllm.app import create_app
+from dummy_vllm.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+CAPTURES = Path(__file__).resolve().parent / "captures"  # copies of shared/vllm-captures
+
+Sanic.test_mode = True
+
+
+@pytest.fixture(autouse=True)
+def _clear_sanic_registry() -> Iterator[None]:
+    yield
+    Sanic._app_registry.clear()
+
+
+@pytest.fixture
+def make_app() -> Callable[..., Sanic]:
+    def build(**changes: object) -> Sanic:
+        return create_app(Settings().replace(**changes))
+
+    return build
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Sanic]) -> Sanic:
+    return make_app()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """``python cli.py serve`` in a subprocess, as a user starts it."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "cli.py", "serve", "--port", str(self.port), *args]
+        self.process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()}")  # type: ignore[union-attr]
+            try:
+                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError("server did not become healthy")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[LiveServer]:
+    """One default synthetic server shared by the socket-level tests."""
+    server = LiveServer("--model", "test-model", "--max-model-len", "2048")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_server() -> Iterator[Callable[..., LiveServer]]:
+    started: list[LiveServer] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> LiveServer:
+        server = LiveServer(*args, env=env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

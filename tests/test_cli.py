@@ -1,0 +1,119 @@
+"""`cli.py serve` argument handling through typer's runner (no server is started)."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+import dummy_vllm.server
+from cli import app
+from dummy_vllm.settings import JitterDistribution, Settings
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    calls: list[Settings] = []
+    monkeypatch.setattr(dummy_vllm.server, "run_server", calls.append)
+    return calls
+
+
+def test_flags_become_settings(started: list[Settings]) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "serve",
+            "--port",
+            "9001",
+            "--model",
+            "m",
+            "--ttft-delay",
+            "120",
+            "--token-delay",
+            "15",
+            "--token-delay-jitter",
+            "3",
+            "--jitter-distribution",
+            "lognormal",
+            "--workers",
+            "2",
+            "--max-model-len",
+            "1024",
+            "--seed",
+            "5",
+            "--api-key",
+            "k",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (settings,) = started
+    assert (settings.port, settings.model, settings.workers) == (9001, "m", 2)
+    assert settings.latency.ttft == pytest.approx(0.120)
+    assert settings.latency.itl == pytest.approx(0.015)
+    assert settings.latency.itl_jitter == pytest.approx(0.003)
+    assert settings.latency.distribution is JitterDistribution.LOGNORMAL
+    assert (settings.max_model_len, settings.seed, settings.api_key) == (1024, 5, "k")
+
+
+def test_environment_variables_are_read(
+    started: list[Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DUMMY_VLLM_PORT", "9002")
+    monkeypatch.setenv("DUMMY_VLLM_MODEL", "env-model")
+    monkeypatch.setenv("DUMMY_VLLM_TTFT_DELAY", "250")
+    monkeypatch.setenv("DUMMY_VLLM_TOKEN_DELAY", "20")
+    monkeypatch.setenv("DUMMY_VLLM_TOKEN_DELAY_JITTER", "4")
+    monkeypatch.setenv("DUMMY_VLLM_HOST", "0.0.0.0")
+    monkeypatch.setenv("DUMMY_VLLM_LOG_LEVEL", "warning")
+    result = runner.invoke(app, ["serve"])
+    assert result.exit_code == 0, result.output
+    (settings,) = started
+    assert (settings.port, settings.model, settings.host, settings.log_level) == (
+        9002,
+        "env-model",
+        "0.0.0.0",
+        "warning",
+    )
+    assert settings.latency.ttft == pytest.approx(0.25)
+    assert settings.latency.itl_jitter == pytest.approx(0.004)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--port", "0"], "port must be in 1..65535"),
+        (["--workers", "0"], "workers must be >= 1"),
+        (["--ttft-delay", "-5"], "ttft must be a finite number >= 0"),
+        (["--token-delay", "nan"], "itl must be a finite number >= 0"),
+        (["--max-model-len", "1"], "max_model_len must be >= 2"),
+        (["--eos-rate", "1.5"], "eos_rate must be in [0, 1)"),
+        (["--max-n", "0"], "max_n must be >= 1"),
+    ],
+)
+def test_bad_values_are_refused_with_one_line(
+    started: list[Settings], args: list[str], fragment: str
+) -> None:
+    result = runner.invoke(app, ["serve", *args])
+    assert result.exit_code == 2
+    assert not started
+    assert result.output.strip().splitlines() == [f"Error: {result.output.strip()[7:]}"]
+    assert fragment in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "args", [["--port", "abc"], ["--log-level", "loud"], ["--jitter-distribution", "uniform"]]
+)
+def test_unparseable_values_are_usage_errors(started: list[Settings], args: list[str]) -> None:
+    result = runner.invoke(app, ["serve", *args])
+    assert result.exit_code == 2
+    assert not started
+    assert "Traceback" not in result.output
+
+
+def test_help_is_grouped() -> None:
+    result = runner.invoke(app, ["serve", "--help"])
+    assert result.exit_code == 0
+    for panel in ("Server", "Model", "Latency (milliseconds)", "Limits"):
+        assert panel in result.output
