@@ -7,6 +7,7 @@ latency samples.
 
 from __future__ import annotations
 
+import codecs
 import random
 import zlib
 from collections.abc import Sequence
@@ -78,13 +79,18 @@ class SyntheticModel:
 
     def _finish(self, index: int, ids: list[int], params: GenerationParams) -> ChoiceOutput:
         tokenizer = self.tokenizer
-        texts: dict[int, str] = {}
+        # Echoed prompts may hold byte-fallback tokens: a character split over several tokens
+        # streams on the token that completes it, the others carry "" (as vLLM holds them back).
+        texts = _incremental_texts(ids, tokenizer) if self.settings.echo_prompt else {}
         finish_reason = "length"
         stop_reason: str | None = None
         if params.stop:
-            cut = _find_stop(ids, tokenizer, params.stop, params.include_stop_str_in_output)
+            pieces = [texts.get(i, tokenizer.piece(tid)) for i, tid in enumerate(ids)]
+            cut = _find_stop(pieces, params.stop, params.include_stop_str_in_output)
             if cut is not None:
-                ids, texts, stop_reason = cut
+                last, stop_texts, stop_reason = cut
+                ids = ids[: last + 1]
+                texts = {i: text for i, text in texts.items() if i <= last} | stop_texts
                 finish_reason = "stop"
         if finish_reason == "length" and len(ids) < params.max_tokens:
             # Stopped by EOS: the EOS token counts and streams as an empty delta.
@@ -115,13 +121,23 @@ class SyntheticModel:
         return result
 
 
+def _incremental_texts(ids: Sequence[int], tokenizer: Tokenizer) -> dict[int, str]:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    texts: dict[int, str] = {}
+    for position, tid in enumerate(ids):
+        text = decoder.decode(bytes(tokenizer.piece_bytes(tid)))
+        if text != tokenizer.piece(tid):
+            texts[position] = text
+    return texts
+
+
 def _find_stop(
-    ids: list[int], tokenizer: Tokenizer, stops: Sequence[str], include: bool
-) -> tuple[list[int], dict[int, str], str] | None:
-    """Cut the output where a stop string first appears, as vLLM's detokenizer does: the token
-    that completes the stop string is the last one counted, and the text ends before the stop
-    string (or after it, with include_stop_str_in_output)."""
-    pieces = [tokenizer.piece(tid) for tid in ids]
+    pieces: Sequence[str], stops: Sequence[str], include: bool
+) -> tuple[int, dict[int, str], str] | None:
+    """Where a stop string first appears, as vLLM's detokenizer cuts it: the token that
+    completes the stop string is the last one counted, and the text ends before the stop
+    string (or after it, with include_stop_str_in_output). Returns (last token index, text
+    overrides, stop string)."""
     text = "".join(pieces)
     best: tuple[int, str] | None = None
     for stop in stops:
@@ -135,7 +151,7 @@ def _find_stop(
     completed_at = position + len(stop)
     overrides: dict[int, str] = {}
     offset = 0
-    last = len(ids) - 1
+    last = len(pieces) - 1
     for token_index, piece in enumerate(pieces):
         start, offset = offset, offset + len(piece)
         if offset > text_end:
@@ -143,4 +159,4 @@ def _find_stop(
         if offset >= completed_at:
             last = token_index
             break
-    return ids[: last + 1], overrides, stop
+    return last, overrides, stop

@@ -94,6 +94,16 @@ def test_echo_prompt_mode_answers_with_prompt(make_app: Callable[..., Sanic]) ->
     app = make_app(echo_prompt=True)
     body = post(app, "/v1/completions", {"prompt": "echo me back", "max_tokens": 50}).json
     assert body["choices"][0]["text"] == "echo me back"
+    # Characters that fall back to several byte tokens stream whole, on their last token.
+    prompt = "héllo 日本 🚀!"
+    streamed = post(app, "/v1/completions", {"prompt": prompt, "max_tokens": 50, "stream": True})
+    texts = [
+        json.loads(line[6:])["choices"][0]["text"]
+        for line in streamed.body.decode().split("\n\n")
+        if line.startswith("data: {")
+    ]
+    assert "".join(texts) == prompt
+    assert "\ufffd" not in "".join(texts)
 
 
 def test_completion_echo_and_logprobs(app: Sanic) -> None:

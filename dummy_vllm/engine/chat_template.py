@@ -1,0 +1,58 @@
+"""The chat template: messages to one prompt string, in the TinyLlama / Zephyr format."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dummy_vllm.engine.tokenizer import EOS_TOKEN
+
+# What a non-text content part contributes to the prompt; other types show as "<type>".
+_PLACEHOLDERS = {
+    "image_url": "<image>",
+    "input_audio": "<audio>",
+    "audio_url": "<audio>",
+    "video_url": "<video>",
+}
+
+
+def render_chat_prompt(
+    messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True
+) -> str:
+    """Render already validated messages as::
+
+        <|system|>\\n{content}</s>\\n<|user|>\\n{content}</s>\\n...<|assistant|>\\n
+
+    ``content`` is a string, ``None`` (rendered empty) or a list of parts: text parts (and
+    refusals) give their text, other parts a placeholder (``<image>``, ``<audio>``, ``<video>``,
+    else ``<{type}>``); the parts are joined with ``"\\n"``.
+
+    Token overhead, with this package's ``Tokenizer``: the role markers (for the roles in
+    ``tokenizer.CHAT_ROLES``), ``"</s>"`` and ``"\\n"`` are one token each, and the tokenizer
+    never joins them with their neighbours, so for ``n`` messages with rendered contents ``c_i``::
+
+        len(encode(prompt)) == sum(len(encode(c_i))) + 4 * n + 2 * add_generation_prompt
+
+    Any other role's marker costs a few tokens more.
+    """
+    parts = [f"<|{m['role']}|>\n{_content_text(m.get('content'))}{EOS_TOKEN}\n" for m in messages]
+    if add_generation_prompt:
+        parts.append("<|assistant|>\n")
+    return "".join(parts)
+
+
+def _content_text(content: str | Sequence[Mapping[str, Any]] | None) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "\n".join(_part_text(part) for part in content)
+
+
+def _part_text(part: Mapping[str, Any]) -> str:
+    kind = part.get("type")
+    if kind == "text":
+        return str(part["text"])
+    if kind == "refusal":
+        return str(part["refusal"])
+    return _PLACEHOLDERS.get(str(kind), f"<{kind}>")
