@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from sanic import Request
+from sanic import HTTPResponse, Request
+from sanic.response import raw
 
-from .protocol.responses import SSE_CONTENT_TYPE
+from .plan import PlanEvent, ResponsePlan
+from .protocol.responses import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE
 
 # Bound on one write when many events are due at once (instant mode, large n).
 MAX_WRITE_BYTES = 64 * 1024
@@ -26,17 +28,26 @@ async def sleep_until(deadline: float) -> None:
         await asyncio.sleep(delay)
 
 
-async def stream_events(
-    request: Request, events: Iterable[tuple[float, bytes]], arrival: float
-) -> None:
+async def deliver(request: Request, plan: ResponsePlan, start: float) -> HTTPResponse | None:
+    """Answer ``request`` with ``plan``, its offsets counted from ``start`` (loop time)."""
+    if plan.stream:
+        await stream_events(request, plan.events, start)
+        return None
+    await sleep_until(start + plan.body_offset)
+    return raw(
+        plan.body, status=plan.status, headers=dict(plan.headers), content_type=JSON_CONTENT_TYPE
+    )
+
+
+async def stream_events(request: Request, events: Iterable[PlanEvent], start: float) -> None:
     response = await request.respond(content_type=SSE_CONTENT_TYPE)
     # Headers go out now, before the first token, as vLLM's StreamingResponse does.
     await response.send(b"")
     clock = asyncio.get_running_loop().time
     pending: list[bytes] = []
     pending_bytes = 0
-    for due, data in events:
-        deadline = arrival + due
+    for offset, data, _ in events:
+        deadline = start + offset
         if deadline > clock():
             if pending:
                 await response.send(b"".join(pending))

@@ -14,8 +14,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .engine import Corpus, LatencyModel, Tokenizer, sample_output_length
-from .protocol.requests import GenerationParams
-from .protocol.responses import ChoiceOutput, TokenLogprob
+from .plan import ResponsePlan
+from .protocol.requests import ChatRequest, CompletionRequest, GenerationParams
+from .protocol.responses import (
+    ChatStream,
+    ChoiceOutput,
+    CompletionStream,
+    TokenLogprob,
+    chat_body,
+    chat_events,
+    completion_body,
+    completion_events,
+    new_response_meta,
+)
 from .settings import Settings
 
 
@@ -31,6 +42,16 @@ class Generation:
     def completion_tokens(self) -> int:
         return sum(len(choice.token_ids) for choice in self.choices)
 
+    def plan(self, stream: bool) -> ResponsePlan:
+        """A plan without content yet: the accounting every mode reports."""
+        return ResponsePlan(
+            stream=stream,
+            body_offset=self.offsets[-1] if self.offsets else 0.0,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            finish_reasons=tuple(choice.finish_reason for choice in self.choices),
+        )
+
 
 class SyntheticModel:
     def __init__(self, settings: Settings, tokenizer: Tokenizer) -> None:
@@ -44,6 +65,53 @@ class SyntheticModel:
             tid: -0.05 - (zlib.crc32(tid.to_bytes(4, "little")) % 4000) / 1000.0 for tid in word_ids
         }
         self._word_ids = list(word_ids)
+
+    def chat_plan(self, chat: ChatRequest, request_id: str | None) -> ResponsePlan:
+        params = chat.params
+        generation = self.generate([chat.prompt], params)
+        meta = new_response_meta("chatcmpl", chat.model, request_id)
+        plan = generation.plan(params.stream)
+        if params.stream:
+            stream = ChatStream(
+                self.tokenizer, meta, generation.prompt_tokens, params.continuous_usage_stats
+            )
+            plan.events = chat_events(
+                stream, generation.choices, generation.offsets, params.include_usage
+            )
+        else:
+            plan.body = chat_body(
+                self.tokenizer, meta, generation.choices, generation.prompt_tokens
+            )
+        return plan
+
+    def completion_plan(
+        self, completion: CompletionRequest, request_id: str | None
+    ) -> ResponsePlan:
+        params = completion.params
+        generation = self.generate(completion.prompts, params)
+        meta = new_response_meta("cmpl", completion.model, request_id)
+        echo_texts = (
+            {
+                prompt_index * params.n + sample: self.tokenizer.decode(prompt)
+                for prompt_index, prompt in enumerate(completion.prompts)
+                for sample in range(params.n)
+            }
+            if completion.echo
+            else {}
+        )
+        plan = generation.plan(params.stream)
+        if params.stream:
+            stream = CompletionStream(
+                self.tokenizer, meta, generation.prompt_tokens, params.continuous_usage_stats
+            )
+            plan.events = completion_events(
+                stream, generation.choices, generation.offsets, params.include_usage, echo_texts
+            )
+        else:
+            plan.body = completion_body(
+                self.tokenizer, meta, generation.choices, generation.prompt_tokens, echo_texts
+            )
+        return plan
 
     def generate(self, prompts: Sequence[Sequence[int]], params: GenerationParams) -> Generation:
         """Outputs for every prompt x n choices, indexed prompt-major as vLLM does."""

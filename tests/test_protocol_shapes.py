@@ -84,7 +84,7 @@ def test_chat_stream_events_match_capture() -> None:
     meta = new_response_meta("chatcmpl", request.model, None)
     stream = ChatStream(TOKENIZER, meta, generation.prompt_tokens, continuous_usage=False)
     plan = list(chat_events(stream, generation.choices, generation.offsets, include_usage=False))
-    raw = b"".join(data for _, data in plan)
+    raw = b"".join(event.data for event in plan)
     events = sse_events(raw)
     assert events[-1] == b"[DONE]"
     ours = [json.loads(event) for event in events[:-1]]
@@ -106,7 +106,7 @@ def test_chat_usage_event_matches_capture() -> None:
     meta = new_response_meta("chatcmpl", request.model, None)
     stream = ChatStream(TOKENIZER, meta, generation.prompt_tokens, continuous_usage=False)
     raw = b"".join(
-        data for _, data in chat_events(stream, generation.choices, generation.offsets, True)
+        event.data for event in chat_events(stream, generation.choices, generation.offsets, True)
     )
     ours = json.loads(sse_events(raw)[-2])
     captured = capture_events(CAPTURES / "v0.23_chat-stream-include-usage_gemma4.sse")[-1]
@@ -121,8 +121,8 @@ def test_completion_stream_events_match_capture() -> None:
     meta = new_response_meta("cmpl", request.model, None)
     stream = CompletionStream(TOKENIZER, meta, generation.prompt_tokens, continuous_usage=False)
     raw = b"".join(
-        data
-        for _, data in completion_events(stream, generation.choices, generation.offsets, False, {})
+        event.data
+        for event in completion_events(stream, generation.choices, generation.offsets, False, {})
     )
     events = sse_events(raw)
     assert events[-1] == b"[DONE]"
@@ -140,7 +140,7 @@ def test_stream_event_framing_is_compact_data_lines() -> None:
     request, generation = chat({"max_tokens": 2, "stream": True})
     meta = new_response_meta("chatcmpl", request.model, "abc")
     stream = ChatStream(TOKENIZER, meta, generation.prompt_tokens, continuous_usage=False)
-    for _, data in chat_events(stream, generation.choices, generation.offsets, False):
+    for _, data, _ in chat_events(stream, generation.choices, generation.offsets, False):
         assert data.startswith(b"data: ")
         assert data.endswith(b"\n\n")
         assert data.count(b"\n") == 2
@@ -161,7 +161,8 @@ def test_n_greater_than_one_interleaves_distinct_indexes() -> None:
         json.loads(e)
         for e in sse_events(
             b"".join(
-                d for _, d in chat_events(stream, generation.choices, generation.offsets, False)
+                event.data
+                for event in chat_events(stream, generation.choices, generation.offsets, False)
             )
         )[:-1]
     ]
@@ -193,7 +194,8 @@ def test_continuous_usage_counts_per_choice() -> None:
         json.loads(e)
         for e in sse_events(
             b"".join(
-                d for _, d in chat_events(stream, generation.choices, generation.offsets, True)
+                event.data
+                for event in chat_events(stream, generation.choices, generation.offsets, True)
             )
         )[:-1]
     ]

@@ -16,6 +16,7 @@ from typing import Any
 import ujson
 
 from ..engine import Tokenizer
+from ..plan import PlanEvent
 
 DONE_EVENT = b"data: [DONE]\n\n"
 SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
@@ -354,7 +355,7 @@ def completion_body(
 
 # --- timed event plans --------------------------------------------------------------------------
 
-TimedEvents = Iterator[tuple[float, bytes]]
+TimedEvents = Iterator[PlanEvent]
 
 
 def chat_events(
@@ -368,14 +369,14 @@ def chat_events(
     for step, due in enumerate(offsets):
         if step == 0:
             for choice in choices:
-                yield due, stream.role(choice.index)
+                yield PlanEvent(due, stream.role(choice.index), 0)
         for choice in choices:
             if step < len(choice.token_ids):
-                yield due, stream.token(choice, step)
+                yield PlanEvent(due, stream.token(choice, step), 1)
     end = offsets[-1] if offsets else 0.0
     if include_usage:
-        yield end, stream.usage(sum(len(choice.token_ids) for choice in choices))
-    yield end, DONE_EVENT
+        yield PlanEvent(end, stream.usage(sum(len(choice.token_ids) for choice in choices)), 0)
+    yield PlanEvent(end, DONE_EVENT, 0)
 
 
 def completion_events(
@@ -392,13 +393,15 @@ def completion_events(
         for choice in choices:
             if step < max(len(choice.token_ids), 1):
                 echo = echo_texts.get(choice.index, "") if step == 0 else ""
-                yield due, stream.token(choice, step, text_offsets[choice.index], echo)
-                if step < len(choice.token_ids):
+                data = stream.token(choice, step, text_offsets[choice.index], echo)
+                has_token = step < len(choice.token_ids)
+                yield PlanEvent(due, data, int(has_token))
+                if has_token:
                     text_offsets[choice.index] += len(choice.text_at(tokenizer, step))
     end = offsets[-1] if offsets else 0.0
     if include_usage:
-        yield end, stream.usage(sum(len(choice.token_ids) for choice in choices))
-    yield end, DONE_EVENT
+        yield PlanEvent(end, stream.usage(sum(len(choice.token_ids) for choice in choices)), 0)
+    yield PlanEvent(end, DONE_EVENT, 0)
 
 
 # --- other endpoints ----------------------------------------------------------------------------

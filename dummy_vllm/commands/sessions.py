@@ -1,0 +1,218 @@
+"""``dummy-vllm sessions``: list, inspect, delete and rename recorded sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from ..recording.store import (
+    Percentiles,
+    SessionDetail,
+    Store,
+    StoreError,
+    migrate,
+    percentile,
+)
+from ..settings import DEFAULT_DB_PATH
+
+T = TypeVar("T")
+
+sessions_app = typer.Typer(help="Inspect and manage recorded sessions.", no_args_is_help=True)
+
+DbOption = Annotated[
+    Path,
+    typer.Option("--db", envvar="DUMMY_VLLM_DB", help="SQLite database holding the recordings."),
+]
+
+_EIGHTHS = " ▏▎▍▌▋▊▉█"
+_BAR_WIDTH = 40
+_BINS = 10
+
+
+@sessions_app.command("list")
+def list_sessions(db: DbOption = DEFAULT_DB_PATH) -> None:
+    """List sessions with their outcome counts, tokens and latency percentiles."""
+    summaries = _run(db, lambda store: store.list_sessions())
+    if not summaries:
+        typer.echo(f"No sessions in {db}.")
+        return
+    table = Table(title=f"Sessions in {db}", box=box.SIMPLE_HEAD)
+    # Never truncated: a cut-off name cannot be passed to `show`.
+    table.add_column("Name", no_wrap=True)
+    for heading in ("Upstream", "Model"):
+        table.add_column(heading, overflow="fold")
+    table.add_column("Created")
+    for heading in (
+        "Exchanges",
+        "OK/\nFailed",
+        "Tokens\nin/out",
+        "TTFT ms\np50/p99",
+        "ITL ms\np50/p99",
+    ):
+        table.add_column(heading, justify="right")
+    for summary in summaries:
+        table.add_row(
+            summary.name,
+            summary.upstream or "-",
+            ", ".join(summary.models or ()) or "-",
+            _timestamp(summary.created),
+            str(summary.exchanges),
+            f"{summary.complete}/{summary.failed}",
+            f"{summary.prompt_tokens}/{summary.completion_tokens}",
+            _percentiles(summary.ttft),
+            _percentiles(summary.itl),
+        )
+    console = Console()
+    if not console.is_terminal:
+        # Piped output is read by programs and people alike: never truncated or folded.
+        unbounded = console.options.update_width(sys.maxsize)
+        console.width = max(console.width, console.measure(table, options=unbounded).maximum)
+    console.print(table)
+
+
+@sessions_app.command()
+def show(name: str, db: DbOption = DEFAULT_DB_PATH) -> None:
+    """Show a session's details and its latency distributions."""
+    detail = _run(db, lambda store: store.get_session(name))
+    console = Console(highlight=False)
+    console.print(_details_table(detail))
+    for title, values in (
+        ("TTFT (ms)", detail.ttft_ms),
+        ("ITL (ms)", detail.itl_ms),
+        ("Request duration (ms)", detail.duration_ms),
+    ):
+        console.print()
+        if not values:
+            console.print(f"{title}: no samples")
+            continue
+        console.print(f"{title}, {len(values)} samples:", style="bold")
+        for line in histogram(values):
+            console.print(line, markup=False)
+
+
+@sessions_app.command()
+def delete(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    db: DbOption = DEFAULT_DB_PATH,
+) -> None:
+    """Delete a session and everything recorded in it."""
+    summary = _run(db, lambda store: store.get_session(name)).summary
+    if not yes:
+        typer.confirm(f"Delete session {name!r} and its {summary.exchanges} exchanges?", abort=True)
+    _run(db, lambda store: store.delete_session(name))
+    typer.echo(f"Deleted session {name!r}.")
+
+
+@sessions_app.command()
+def rename(old: str, new: str, db: DbOption = DEFAULT_DB_PATH) -> None:
+    """Rename a session."""
+    _run(db, lambda store: store.rename_session(old, new))
+    typer.echo(f"Renamed session {old!r} to {new!r}.")
+
+
+def histogram(sorted_values: Sequence[float]) -> list[str]:
+    """Text histogram of ascending, non-empty values: one line per bin, bars of unicode blocks.
+
+    Bins span the minimum to the 99th percentile, so one outlier does not squeeze every other
+    sample into the first bin; values above it are counted on a final line.
+    """
+    low = sorted_values[0]
+    high = percentile(sorted_values, 99)
+    step = (high - low) / _BINS
+    counts = [0] * _BINS
+    overflow = 0
+    for value in sorted_values:
+        if value > high:
+            overflow += 1
+        elif step == 0:
+            counts[0] += 1
+        else:
+            counts[min(int((value - low) / step), _BINS - 1)] += 1
+    bins = 1 if step == 0 else _BINS
+    peak = max(*counts, overflow)
+    lines = [
+        f"{_ms(low + i * step):>9} - {_ms(low + (i + 1) * step):<9} "
+        f"{_bar(counts[i], peak)} {counts[i]}"
+        for i in range(bins)
+    ]
+    if overflow:
+        lines.append(f"{'>':>9}   {_ms(high):<9} {_bar(overflow, peak)} {overflow}")
+    return lines
+
+
+def _bar(count: int, peak: int) -> str:
+    # Any non-empty bin gets at least a sliver, so rare values stay visible.
+    eighths = max(round(count / peak * _BAR_WIDTH * 8), 1 if count else 0)
+    full, partial = divmod(eighths, 8)
+    return ("█" * full + (_EIGHTHS[partial] if partial else "")).ljust(_BAR_WIDTH)
+
+
+def _details_table(detail: SessionDetail) -> Table:
+    summary = detail.summary
+    table = Table(show_header=False, box=None, title=f"Session {summary.name}")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    rows = {
+        "Created": _timestamp(summary.created),
+        "Upstream": summary.upstream or "-",
+        "Models": ", ".join(summary.models or ()) or "-",
+        "vLLM version": summary.version or "-",
+        "Note": detail.note or "-",
+        "Options": json.dumps(detail.options, sort_keys=True),
+        "Exchanges": f"{summary.exchanges} ({summary.complete} complete, {summary.failed} failed)",
+        "Outcomes": ", ".join(f"{name} {count}" for name, count in detail.outcomes.items()) or "-",
+        "Routes": ", ".join(f"{route} {count}" for route, count in detail.routes.items()) or "-",
+        "Tokens": f"{summary.prompt_tokens} prompt, {summary.completion_tokens} completion",
+        "TTFT p50/p99 ms": _percentiles(summary.ttft),
+        "ITL p50/p99 ms": _percentiles(summary.itl),
+    }
+    for key, value in rows.items():
+        table.add_row(key, value)
+    return table
+
+
+def _run(db: Path, action: Callable[[Store], Awaitable[T]]) -> T:
+    """Run ``action`` on the store at ``db``; a store failure exits with a one-line error."""
+
+    async def run() -> T:
+        async with await Store.open(db) as store:
+            return await action(store)
+
+    try:
+        # migrate() would create a missing database; a typo in --db should not.
+        if not db.is_file():
+            raise StoreError(f"{db}: no such database")
+        migrate(db)
+        return asyncio.run(run())
+    except StoreError as exc:
+        message = str(exc)
+    except (sqlite3.Error, OSError) as exc:
+        message = f"{db}: {exc}"
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _timestamp(created: float) -> str:
+    return datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M")
+
+
+def _percentiles(value: Percentiles | None) -> str:
+    return "-" if value is None else f"{_ms(value.p50)}/{_ms(value.p99)}"
+
+
+def _ms(value: float) -> str:
+    if value >= 100:
+        return f"{value:.0f}"
+    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"

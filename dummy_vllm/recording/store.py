@@ -1,0 +1,671 @@
+"""SQLite storage of recorded sessions: sessions, their exchanges, and each exchange's SSE events.
+
+Several Sanic workers write to one database at once, so every connection uses WAL, a busy
+timeout, and explicit ``BEGIN IMMEDIATE`` transactions: a deferred transaction that later needs
+the write lock fails at once with "database is locked" instead of waiting. One exchange, with
+all its events, is one transaction, so a killed recorder leaves only whole exchanges behind.
+
+Timing statistics are derived from the events, in milliseconds:
+
+- TTFT is the offset of an exchange's first event from the request's arrival.
+- ITL is the gap between consecutive events of an exchange as the client sees them. The final
+  ``data: [DONE]`` event is excluded: it carries no token. The usage-only chunk (``choices: []``)
+  is included, because telling it apart means parsing every event; vLLM sends it right after
+  the last token, so it adds one near-zero gap per exchange.
+
+Percentiles interpolate linearly between the closest ranks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiosqlite
+
+from .redact import scrub_secrets, scrub_url
+
+BUSY_TIMEOUT_MS = 10_000
+# Marks a file as ours, so a stray SQLite database given as --db is refused, not migrated.
+APPLICATION_ID = 0x64766C6D  # "dvlm"
+_DONE_EVENT = b"data: [DONE]"
+
+# Each entry upgrades the schema by one version; ``PRAGMA user_version`` counts those applied.
+# Statements, not scripts: sqlite3's executescript() would commit the enclosing transaction.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """
+        CREATE TABLE sessions (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            created REAL NOT NULL,
+            upstream TEXT,
+            upstream_models TEXT,
+            upstream_version TEXT,
+            options TEXT NOT NULL,
+            note TEXT
+        )
+        """,
+        """
+        CREATE TABLE exchanges (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,
+            method TEXT NOT NULL,
+            path TEXT NOT NULL,
+            request_body BLOB NOT NULL,
+            match_key TEXT NOT NULL,
+            relaxed_key TEXT NOT NULL,
+            request_headers TEXT NOT NULL,
+            status INTEGER,
+            response_headers TEXT NOT NULL,
+            streamed INTEGER NOT NULL,
+            response_body BLOB,
+            first_byte_ns INTEGER,
+            complete_ns INTEGER,
+            outcome TEXT NOT NULL CHECK (outcome IN (
+                'complete', 'upstream_error', 'upstream_dropped', 'client_aborted',
+                'upstream_unreachable'
+            )),
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            created REAL NOT NULL,
+            UNIQUE (session_id, seq)
+        )
+        """,
+        # Clustered on the replay read order: an exchange's events are one contiguous range.
+        """
+        CREATE TABLE events (
+            exchange_id INTEGER NOT NULL REFERENCES exchanges (id) ON DELETE CASCADE,
+            idx INTEGER NOT NULL,
+            offset_ns INTEGER NOT NULL,
+            raw BLOB NOT NULL,
+            PRIMARY KEY (exchange_id, idx)
+        ) WITHOUT ROWID
+        """,
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_CONNECTION_PRAGMAS = (
+    f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+    # In WAL mode a process crash cannot lose a committed transaction; only power loss can.
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
+)
+
+_EXCHANGE_COLUMNS = """
+    x.id, x.seq, x.method, x.path, x.request_body, x.match_key, x.relaxed_key,
+    x.request_headers, x.status, x.response_headers, x.streamed, x.response_body,
+    x.first_byte_ns, x.complete_ns, x.outcome, x.prompt_tokens, x.completion_tokens, x.created
+"""
+
+_INSERT_EXCHANGE = """
+    INSERT INTO exchanges (
+        session_id, seq, method, path, request_body, match_key, relaxed_key, request_headers,
+        status, response_headers, streamed, response_body, first_byte_ns, complete_ns, outcome,
+        prompt_tokens, completion_tokens, created
+    ) VALUES (
+        :session_id,
+        (SELECT COALESCE(MAX(seq), 0) + 1 FROM exchanges WHERE session_id = :session_id),
+        :method, :path, :request_body, :match_key, :relaxed_key, :request_headers, :status,
+        :response_headers, :streamed, :response_body, :first_byte_ns, :complete_ns, :outcome,
+        :prompt_tokens, :completion_tokens, :created
+    )
+"""
+
+_SESSION_TOTALS = """
+    SELECT s.id, s.name, s.created, s.upstream, s.upstream_models, s.upstream_version,
+           COUNT(x.id), COALESCE(SUM(x.outcome = 'complete'), 0),
+           COALESCE(SUM(x.prompt_tokens), 0), COALESCE(SUM(x.completion_tokens), 0)
+    FROM sessions s LEFT JOIN exchanges x ON x.session_id = s.id
+"""
+
+# One row per event except [DONE]: the gap to the previous one, NULL for an exchange's first.
+_EVENT_TIMINGS = """
+    SELECT x.session_id, e.offset_ns,
+           e.offset_ns - LAG(e.offset_ns) OVER (PARTITION BY e.exchange_id ORDER BY e.idx)
+    FROM exchanges x JOIN events e ON e.exchange_id = x.id
+    WHERE substr(e.raw, 1, :done_len) <> :done
+"""
+
+
+class StoreError(Exception):
+    """The database cannot be used: unreadable, not ours, too new, or a refused change."""
+
+
+class SessionNotFound(StoreError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no session named {name!r}")
+        self.name = name
+
+
+class Outcome(StrEnum):
+    COMPLETE = "complete"
+    # The upstream answered with an error status.
+    UPSTREAM_ERROR = "upstream_error"
+    # The upstream closed the connection before the response was complete.
+    UPSTREAM_DROPPED = "upstream_dropped"
+    CLIENT_ABORTED = "client_aborted"
+    UPSTREAM_UNREACHABLE = "upstream_unreachable"
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeRecord:
+    """One proxied request and its response, as the recorder hands it over.
+
+    ``request_body`` and the header maps must already be redacted; ``match_key`` and
+    ``relaxed_key`` are computed from the unredacted request (see ``matching``). Offsets are
+    nanoseconds from the request's arrival; ``events`` are ``(offset_ns, raw)`` with ``raw``
+    the SSE event exactly as received, separator included.
+    """
+
+    method: str
+    path: str
+    request_body: bytes
+    match_key: str
+    relaxed_key: str
+    request_headers: Mapping[str, str]
+    # None when no response arrived (``upstream_unreachable``).
+    status: int | None
+    response_headers: Mapping[str, str]
+    streamed: bool
+    outcome: Outcome
+    # Wall-clock time of the request's arrival, unix seconds.
+    created: float
+    response_body: bytes | None = None
+    first_byte_ns: int | None = None
+    complete_ns: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    events: Sequence[tuple[int, bytes]] = ()
+
+    def __post_init__(self) -> None:
+        # A recorder builds events in a list; freezing it keeps the record immutable.
+        object.__setattr__(self, "events", tuple(self.events))
+
+
+@dataclass(frozen=True, slots=True)
+class StoredExchange:
+    id: int
+    session: str
+    # Position in its session, in the order exchanges were committed.
+    seq: int
+    record: ExchangeRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    p50: float
+    p99: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    name: str
+    created: float
+    upstream: str | None
+    # None until the upstream has answered /v1/models and /version.
+    models: tuple[str, ...] | None
+    version: str | None
+    exchanges: int
+    complete: int
+    prompt_tokens: int
+    completion_tokens: int
+    # In milliseconds; None when the session has no streamed events.
+    ttft: Percentiles | None
+    itl: Percentiles | None
+
+    @property
+    def failed(self) -> int:
+        """Exchanges with any outcome but ``complete``."""
+        return self.exchanges - self.complete
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDetail:
+    summary: SessionSummary
+    options: Mapping[str, Any]
+    note: str | None
+    outcomes: Mapping[str, int]
+    # "METHOD /path" -> exchange count.
+    routes: Mapping[str, int]
+    # Every sample, sorted, in milliseconds; duration is request arrival to completion.
+    ttft_ms: tuple[float, ...]
+    itl_ms: tuple[float, ...]
+    duration_ms: tuple[float, ...]
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) of non-empty, ascending ``sorted_values``."""
+    position = (len(sorted_values) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+def migrate(path: Path) -> int:
+    """Create or upgrade the database at ``path``; return its schema version.
+
+    Meant for the main process before workers start; safe to run concurrently with itself.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"{path}: cannot open database: {exc}") from exc
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        if _schema_version(conn, path) == SCHEMA_VERSION:
+            return SCHEMA_VERSION
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Read again under the write lock: another process may have migrated meanwhile.
+            for statements in MIGRATIONS[_schema_version(conn, path) :]:
+                for statement in statements:
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: {exc}") from exc
+    finally:
+        conn.close()
+    return SCHEMA_VERSION
+
+
+def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
+    version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+    application_id: int = conn.execute("PRAGMA application_id").fetchone()[0]
+    if application_id != APPLICATION_ID and (
+        version or conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
+    ):
+        raise StoreError(f"{path}: an SQLite database, but not one of dummy-vllm's")
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: database schema version {version} is newer than this dummy-vllm "
+            f"supports ({SCHEMA_VERSION})"
+        )
+    return version
+
+
+class Store:
+    """A connection to a migrated database. Open one per worker process.
+
+    Calls may come from concurrent tasks: they are serialised on the connection, because a
+    transaction must not interleave with another task's statements.
+    """
+
+    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+        self._pending: set[asyncio.Task[int]] = set()
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        try:
+            conn = await aiosqlite.connect(_existing_file_uri(path), uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open database: {exc}") from exc
+        try:
+            for pragma in _CONNECTION_PRAGMAS:
+                await conn.execute(pragma)
+            rows = list(await conn.execute_fetchall("PRAGMA user_version"))
+            version = rows[0][0]
+            if version != SCHEMA_VERSION:
+                raise StoreError(
+                    f"{path}: database schema version {version}, this dummy-vllm needs "
+                    f"{SCHEMA_VERSION}: migrate() it first"
+                )
+        except sqlite3.Error as exc:
+            await conn.close()
+            raise StoreError(f"{path}: {exc}") from exc
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, path)
+
+    async def close(self) -> None:
+        """Finish the exchanges still being written, then close the connection."""
+        await asyncio.gather(*self._pending, return_exceptions=True)
+        await self._conn.close()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def ensure_session(
+        self,
+        name: str,
+        *,
+        upstream: str | None,
+        options: Mapping[str, Any],
+        note: str | None = None,
+    ) -> int:
+        """The id of session ``name``, created if missing.
+
+        An existing session keeps the upstream, options and note it was created with: recording
+        into it again appends exchanges. Secret-named options and URL passwords are redacted;
+        values that are not JSON are stored as their ``str()``.
+        """
+        _check_name(name)
+        options_json = json.dumps(options, default=str, separators=(",", ":"), ensure_ascii=False)
+        async with self._transaction() as conn:
+            await conn.execute(
+                "INSERT INTO sessions (name, created, upstream, options, note)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                (
+                    name,
+                    time.time(),
+                    None if upstream is None else scrub_url(upstream),
+                    scrub_secrets(options_json.encode()).decode(),
+                    note,
+                ),
+            )
+            return await self._session_id(conn, name)
+
+    async def update_session_upstream_info(
+        self, name: str, *, models: list[str] | None, version: str | None
+    ) -> None:
+        """Store what the upstream reported; a None argument leaves that field unchanged."""
+        models_json = None if models is None else json.dumps(models, ensure_ascii=False)
+        async with (
+            self._transaction() as conn,
+            conn.execute(
+                "UPDATE sessions SET upstream_models = COALESCE(?, upstream_models),"
+                " upstream_version = COALESCE(?, upstream_version) WHERE name = ?",
+                (models_json, version, name),
+            ) as cursor,
+        ):
+            if cursor.rowcount == 0:
+                raise SessionNotFound(name)
+
+    async def add_exchange(self, session: str, record: ExchangeRecord) -> int:
+        """Append ``record`` to ``session`` in one transaction; return the exchange id.
+
+        The write is shielded from cancellation: when a client disconnects, Sanic cancels the
+        handler, but the exchange it was recording (``client_aborted``) must still be stored.
+        ``close()`` waits for such writes.
+        """
+        task = asyncio.ensure_future(self._insert_exchange(session, record))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        return await asyncio.shield(task)
+
+    async def list_sessions(self) -> list[SessionSummary]:
+        """Every session, oldest first."""
+        async with self._transaction("BEGIN") as conn:
+            totals = await conn.execute_fetchall(
+                _SESSION_TOTALS + " GROUP BY s.id ORDER BY s.created, s.id"
+            )
+            timings = await conn.execute_fetchall(
+                _EVENT_TIMINGS, {"done": _DONE_EVENT, "done_len": len(_DONE_EVENT)}
+            )
+        ttfts: dict[int, list[float]] = {}
+        itls: dict[int, list[float]] = {}
+        for session_id, offset_ns, gap_ns in timings:
+            if gap_ns is None:
+                ttfts.setdefault(session_id, []).append(offset_ns / 1e6)
+            else:
+                itls.setdefault(session_id, []).append(gap_ns / 1e6)
+        return [
+            _summary(row, sorted(ttfts.get(row[0], ())), sorted(itls.get(row[0], ())))
+            for row in totals
+        ]
+
+    async def get_session(self, name: str) -> SessionDetail:
+        async with self._transaction("BEGIN") as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    _SESSION_TOTALS + " WHERE s.name = ? GROUP BY s.id", (name,)
+                )
+            )
+            if not rows:
+                raise SessionNotFound(name)
+            session_id = rows[0][0]
+            details = list(
+                await conn.execute_fetchall(
+                    "SELECT options, note FROM sessions WHERE id = ?", (session_id,)
+                )
+            )
+            outcomes = await conn.execute_fetchall(
+                "SELECT outcome, COUNT(*) FROM exchanges WHERE session_id = ?"
+                " GROUP BY outcome ORDER BY COUNT(*) DESC, outcome",
+                (session_id,),
+            )
+            routes = await conn.execute_fetchall(
+                "SELECT method || ' ' || path, COUNT(*) FROM exchanges WHERE session_id = ?"
+                " GROUP BY 1 ORDER BY COUNT(*) DESC, 1",
+                (session_id,),
+            )
+            durations = await conn.execute_fetchall(
+                "SELECT complete_ns FROM exchanges"
+                " WHERE session_id = ? AND complete_ns IS NOT NULL ORDER BY complete_ns",
+                (session_id,),
+            )
+            timings = await conn.execute_fetchall(
+                _EVENT_TIMINGS + " AND x.session_id = :session_id",
+                {"done": _DONE_EVENT, "done_len": len(_DONE_EVENT), "session_id": session_id},
+            )
+        ttft = sorted(offset / 1e6 for _, offset, gap in timings if gap is None)
+        itl = sorted(gap / 1e6 for _, _, gap in timings if gap is not None)
+        options_json, note = details[0]
+        return SessionDetail(
+            summary=_summary(rows[0], ttft, itl),
+            options=json.loads(options_json),
+            note=note,
+            outcomes={outcome: count for outcome, count in outcomes},
+            routes={route: count for route, count in routes},
+            ttft_ms=tuple(ttft),
+            itl_ms=tuple(itl),
+            duration_ms=tuple(ns / 1e6 for (ns,) in durations),
+        )
+
+    async def delete_session(self, name: str) -> None:
+        """Delete the session with its exchanges and events."""
+        async with (
+            self._transaction() as conn,
+            conn.execute("DELETE FROM sessions WHERE name = ?", (name,)) as cursor,
+        ):
+            if cursor.rowcount == 0:
+                raise SessionNotFound(name)
+
+    async def rename_session(self, old: str, new: str) -> None:
+        _check_name(new)
+        async with self._transaction() as conn:
+            try:
+                async with conn.execute(
+                    "UPDATE sessions SET name = ? WHERE name = ?", (new, old)
+                ) as cursor:
+                    renamed = cursor.rowcount
+            except sqlite3.IntegrityError as exc:
+                raise StoreError(f"a session named {new!r} already exists") from exc
+            if renamed == 0:
+                raise SessionNotFound(old)
+
+    async def load_exchanges(self, names: Sequence[str]) -> list[StoredExchange]:
+        """Every exchange of the named sessions with its events: by session in the given
+        order, then by ``seq``."""
+        exchanges: list[StoredExchange] = []
+        async with self._transaction("BEGIN") as conn:
+            for name in dict.fromkeys(names):
+                session_id = await self._session_id(conn, name)
+                rows = await conn.execute_fetchall(
+                    f"SELECT {_EXCHANGE_COLUMNS} FROM exchanges x"
+                    " WHERE x.session_id = ? ORDER BY x.seq",
+                    (session_id,),
+                )
+                event_rows = await conn.execute_fetchall(
+                    "SELECT e.exchange_id, e.offset_ns, e.raw"
+                    " FROM exchanges x JOIN events e ON e.exchange_id = x.id"
+                    " WHERE x.session_id = ? ORDER BY x.seq, e.idx",
+                    (session_id,),
+                )
+                events: dict[int, list[tuple[int, bytes]]] = {}
+                for exchange_id, offset_ns, raw in event_rows:
+                    events.setdefault(exchange_id, []).append((offset_ns, raw))
+                exchanges.extend(_stored_exchange(name, row, events) for row in rows)
+        return exchanges
+
+    async def _insert_exchange(self, session: str, record: ExchangeRecord) -> int:
+        async with self._transaction() as conn:
+            session_id = await self._session_id(conn, session)
+            row = await conn.execute_insert(
+                _INSERT_EXCHANGE,
+                {
+                    "session_id": session_id,
+                    "method": record.method,
+                    "path": record.path,
+                    "request_body": record.request_body,
+                    "match_key": record.match_key,
+                    "relaxed_key": record.relaxed_key,
+                    "request_headers": _json(record.request_headers),
+                    "status": record.status,
+                    "response_headers": _json(record.response_headers),
+                    "streamed": record.streamed,
+                    "response_body": record.response_body,
+                    "first_byte_ns": record.first_byte_ns,
+                    "complete_ns": record.complete_ns,
+                    "outcome": str(record.outcome),
+                    "prompt_tokens": record.prompt_tokens,
+                    "completion_tokens": record.completion_tokens,
+                    "created": record.created,
+                },
+            )
+            assert row is not None  # execute_insert always selects last_insert_rowid()
+            exchange_id: int = row[0]
+            await conn.executemany(
+                "INSERT INTO events (exchange_id, idx, offset_ns, raw) VALUES (?, ?, ?, ?)",
+                [
+                    (exchange_id, index, offset_ns, raw)
+                    for index, (offset_ns, raw) in enumerate(record.events)
+                ],
+            )
+        return exchange_id
+
+    @staticmethod
+    async def _session_id(conn: aiosqlite.Connection, name: str) -> int:
+        rows = list(await conn.execute_fetchall("SELECT id FROM sessions WHERE name = ?", (name,)))
+        if not rows:
+            raise SessionNotFound(name)
+        session_id: int = rows[0][0]
+        return session_id
+
+    @asynccontextmanager
+    async def _transaction(
+        self, begin: str = "BEGIN IMMEDIATE"
+    ) -> AsyncIterator[aiosqlite.Connection]:
+        """A transaction; ``BEGIN`` for a consistent read, ``BEGIN IMMEDIATE`` for a write."""
+        async with self._lock:
+            await self._conn.execute(begin)
+            try:
+                yield self._conn
+                await self._conn.execute("COMMIT")
+            except BaseException:
+                # Fails only when the COMMIT itself went through before a cancellation.
+                with suppress(sqlite3.OperationalError):
+                    await self._conn.execute("ROLLBACK")
+                raise
+
+
+def _existing_file_uri(path: Path) -> str:
+    # mode=rw: a missing file is an error, not a new empty database.
+    return f"{path.absolute().as_uri()}?mode=rw"
+
+
+def _check_name(name: str) -> None:
+    if not name.strip():
+        raise StoreError("a session name must not be empty")
+
+
+def _json(value: Mapping[str, str]) -> str:
+    return json.dumps(dict(value), separators=(",", ":"), ensure_ascii=False)
+
+
+def _summary(row: Any, ttft: list[float], itl: list[float]) -> SessionSummary:
+    _, name, created, upstream, models_json, version, count, complete, prompt, completion = row
+    return SessionSummary(
+        name=name,
+        created=created,
+        upstream=upstream,
+        models=None if models_json is None else tuple(json.loads(models_json)),
+        version=version,
+        exchanges=count,
+        complete=complete,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        ttft=_percentiles(ttft),
+        itl=_percentiles(itl),
+    )
+
+
+def _percentiles(sorted_values: Sequence[float]) -> Percentiles | None:
+    if not sorted_values:
+        return None
+    return Percentiles(percentile(sorted_values, 50), percentile(sorted_values, 99))
+
+
+def _stored_exchange(
+    session: str, row: Any, events: Mapping[int, list[tuple[int, bytes]]]
+) -> StoredExchange:
+    (
+        exchange_id,
+        seq,
+        method,
+        path,
+        request_body,
+        match_key,
+        relaxed_key,
+        request_headers,
+        status,
+        response_headers,
+        streamed,
+        response_body,
+        first_byte_ns,
+        complete_ns,
+        outcome,
+        prompt_tokens,
+        completion_tokens,
+        created,
+    ) = row
+    record = ExchangeRecord(
+        method=method,
+        path=path,
+        request_body=request_body,
+        match_key=match_key,
+        relaxed_key=relaxed_key,
+        request_headers=json.loads(request_headers),
+        status=status,
+        response_headers=json.loads(response_headers),
+        streamed=bool(streamed),
+        outcome=Outcome(outcome),
+        created=created,
+        response_body=response_body,
+        first_byte_ns=first_byte_ns,
+        complete_ns=complete_ns,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        events=events.get(exchange_id, ()),
+    )
+    return StoredExchange(id=exchange_id, session=session, seq=seq, record=record)
