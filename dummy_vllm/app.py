@@ -26,7 +26,7 @@ from .protocol.errors import (
 )
 from .protocol.responses import JSON_CONTENT_TYPE
 from .routes.openai import openai_routes
-from .routes.system import system_routes
+from .routes.system import probe_routes, system_routes
 from .settings import Settings
 from .state import WorkerState
 
@@ -50,6 +50,7 @@ def create_app(settings: Settings) -> App:
     app.config.MOTD = False
     app.config.ACCESS_LOG = settings.log_level.lower() == "debug"
     app.ctx.settings = settings
+    app.blueprint(probe_routes)
     app.blueprint(openai_routes)
     app.blueprint(system_routes)
     _install_error_handlers(app, settings)
@@ -58,7 +59,7 @@ def create_app(settings: Settings) -> App:
 
     @app.before_server_start
     async def build_worker_state(app: App) -> None:
-        app.ctx.state = WorkerState.build(settings)
+        app.ctx.state = await WorkerState.create(settings)
 
     return app
 

@@ -10,7 +10,7 @@ that in ``connection_lost``), which ends the plan at the next await.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from sanic import HTTPResponse, Request
 from sanic.response import raw
@@ -31,7 +31,7 @@ async def sleep_until(deadline: float) -> None:
 async def deliver(request: Request, plan: ResponsePlan, start: float) -> HTTPResponse | None:
     """Answer ``request`` with ``plan``, its offsets counted from ``start`` (loop time)."""
     if plan.stream:
-        await stream_events(request, plan.events, start)
+        await stream_events(request, plan.events, start, plan.headers)
         return None
     await sleep_until(start + plan.body_offset)
     return raw(
@@ -39,8 +39,13 @@ async def deliver(request: Request, plan: ResponsePlan, start: float) -> HTTPRes
     )
 
 
-async def stream_events(request: Request, events: Iterable[PlanEvent], start: float) -> None:
-    response = await request.respond(content_type=SSE_CONTENT_TYPE)
+async def stream_events(
+    request: Request,
+    events: Iterable[PlanEvent],
+    start: float,
+    headers: Mapping[str, str],
+) -> None:
+    response = await request.respond(content_type=SSE_CONTENT_TYPE, headers=dict(headers))
     # Headers go out now, before the first token, as vLLM's StreamingResponse does.
     await response.send(b"")
     clock = asyncio.get_running_loop().time

@@ -8,6 +8,7 @@ refused when the server starts, never on a request.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -68,6 +69,67 @@ class Limits:
             raise SettingsError(f"max_n must be >= 1, got {self.max_n}")
 
 
+def parse_pairs(values: Iterable[str], separator: str) -> tuple[tuple[str, str], ...]:
+    """``["a=b", ...]`` -> ``(("a", "b"), ...)``, refusing items without the separator."""
+    pairs = []
+    for value in values:
+        name, found, rest = value.partition(separator)
+        if not found or not name.strip():
+            raise SettingsError(f"expected NAME{separator}VALUE, got {value!r}")
+        pairs.append((name.strip(), rest.strip()))
+    return tuple(pairs)
+
+
+class MissPolicy(StrEnum):
+    ERROR = "error"
+    SYNTHETIC = "synthetic"
+    PROFILE = "profile"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSettings:
+    """Record mode: proxy to ``upstream`` and store every exchange in ``session``."""
+
+    upstream: str
+    session: str
+    upstream_api_key: str | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    connect_timeout: float = 10.0
+    # Longest silence allowed between two upstream reads (slow prefill, reasoning models).
+    read_timeout: float = 600.0
+    note: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.upstream.startswith(("http://", "https://")):
+            raise SettingsError(f"upstream must be an http(s) URL, got {self.upstream!r}")
+        if not self.session:
+            raise SettingsError("session name must not be empty")
+        if self.connect_timeout <= 0 or self.read_timeout <= 0:
+            raise SettingsError("timeouts must be > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaySettings:
+    """Replay mode: answer from recorded ``sessions`` with their timing."""
+
+    sessions: tuple[str, ...]
+    on_miss: MissPolicy = MissPolicy.ERROR
+    # Recorded offsets are divided by ``speed``; ``instant`` sends everything at once.
+    speed: float = 1.0
+    instant: bool = False
+    # Request fields added to / removed from the match key's defaults.
+    include_fields: tuple[str, ...] = ()
+    ignore_fields: tuple[str, ...] = ()
+    # Requested model name -> recorded model name.
+    model_aliases: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.sessions:
+            raise SettingsError("replay needs at least one session")
+        if not self.speed > 0 or self.speed == float("inf"):
+            raise SettingsError(f"speed must be a finite number > 0, got {self.speed!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -87,6 +149,8 @@ class Settings:
     latency: LatencySettings = field(default_factory=LatencySettings)
     limits: Limits = field(default_factory=Limits)
     db_path: Path = DEFAULT_DB_PATH
+    record: RecordSettings | None = None
+    replay: ReplaySettings | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -104,6 +168,8 @@ class Settings:
                 "log_level must be one of critical/error/warning/info/debug, "
                 f"got {self.log_level!r}"
             )
+        if self.record is not None and self.replay is not None:
+            raise SettingsError("record and replay modes are exclusive")
         if self.seed < 0:
             raise SettingsError(f"seed must be >= 0, got {self.seed}")
 

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from .engine import Tokenizer
+from .plan import ResponsePlan
 from .protocol.requests import ServedModel
 from .settings import Settings
 from .synthetic import SyntheticModel
+
+
+class Responder(Protocol):
+    """Turns a decoded generation request into a plan: synthetic or replayed."""
+
+    def respond(
+        self, route: str, body: Mapping[str, Any], request_id: str | None
+    ) -> ResponsePlan: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,15 +26,21 @@ class WorkerState:
     settings: Settings
     served: ServedModel
     synthetic: SyntheticModel
+    responder: Responder
 
     @classmethod
-    def build(cls, settings: Settings) -> WorkerState:
-        tokenizer = Tokenizer()
+    async def create(cls, settings: Settings) -> WorkerState:
         served = ServedModel(
             name=settings.model,
             root=settings.root,
             max_model_len=settings.max_model_len,
-            tokenizer=tokenizer,
+            tokenizer=Tokenizer(),
             limits=settings.limits,
         )
-        return cls(settings=settings, served=served, synthetic=SyntheticModel(settings, tokenizer))
+        synthetic = SyntheticModel(settings, served)
+        responder: Responder = synthetic
+        if settings.replay is not None:
+            from .recording.replay import ReplayResponder
+
+            responder = await ReplayResponder.load(settings, synthetic)
+        return cls(settings=settings, served=served, synthetic=synthetic, responder=responder)

@@ -10,12 +10,21 @@ from __future__ import annotations
 import codecs
 import random
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .engine import Corpus, LatencyModel, Tokenizer, sample_output_length
 from .plan import ResponsePlan
-from .protocol.requests import ChatRequest, CompletionRequest, GenerationParams
+from .protocol.requests import (
+    CHAT_ROUTE,
+    ChatRequest,
+    CompletionRequest,
+    GenerationParams,
+    ServedModel,
+    parse_chat_request,
+    parse_completion_request,
+)
 from .protocol.responses import (
     ChatStream,
     ChoiceOutput,
@@ -26,8 +35,13 @@ from .protocol.responses import (
     completion_body,
     completion_events,
     new_response_meta,
+    render_chat_choice,
+    render_completion_choice,
 )
 from .settings import Settings
+
+# (rng, prompt tokens, token steps) -> offset of each step, seconds: the latency model's shape.
+Timing = Callable[[random.Random, int, int], list[float]]
 
 
 @dataclass(slots=True)
@@ -54,9 +68,12 @@ class Generation:
 
 
 class SyntheticModel:
-    def __init__(self, settings: Settings, tokenizer: Tokenizer) -> None:
+    """The synthetic responder: generated text on the configured latency model."""
+
+    def __init__(self, settings: Settings, served: ServedModel) -> None:
         self.settings = settings
-        self.tokenizer = tokenizer
+        self.served = served
+        self.tokenizer = tokenizer = served.tokenizer
         self.corpus = Corpus(tokenizer, seed=settings.seed)
         self.latency = LatencyModel(settings.latency)
         word_ids = tokenizer.word_ids
@@ -66,9 +83,23 @@ class SyntheticModel:
         }
         self._word_ids = list(word_ids)
 
-    def chat_plan(self, chat: ChatRequest, request_id: str | None) -> ResponsePlan:
+    def respond(
+        self,
+        route: str,
+        body: Mapping[str, Any],
+        request_id: str | None,
+        timing: Timing | None = None,
+    ) -> ResponsePlan:
+        """``timing`` replaces the latency model (replay's profile policy)."""
+        if route == CHAT_ROUTE:
+            return self.chat_plan(parse_chat_request(body, self.served), request_id, timing)
+        return self.completion_plan(parse_completion_request(body, self.served), request_id, timing)
+
+    def chat_plan(
+        self, chat: ChatRequest, request_id: str | None, timing: Timing | None = None
+    ) -> ResponsePlan:
         params = chat.params
-        generation = self.generate([chat.prompt], params)
+        generation = self.generate([chat.prompt], params, timing)
         meta = new_response_meta("chatcmpl", chat.model, request_id)
         plan = generation.plan(params.stream)
         if params.stream:
@@ -79,16 +110,17 @@ class SyntheticModel:
                 stream, generation.choices, generation.offsets, params.include_usage
             )
         else:
+            rendered = [render_chat_choice(self.tokenizer, c) for c in generation.choices]
             plan.body = chat_body(
-                self.tokenizer, meta, generation.choices, generation.prompt_tokens
+                meta, rendered, generation.prompt_tokens, generation.completion_tokens
             )
         return plan
 
     def completion_plan(
-        self, completion: CompletionRequest, request_id: str | None
+        self, completion: CompletionRequest, request_id: str | None, timing: Timing | None = None
     ) -> ResponsePlan:
         params = completion.params
-        generation = self.generate(completion.prompts, params)
+        generation = self.generate(completion.prompts, params, timing)
         meta = new_response_meta("cmpl", completion.model, request_id)
         echo_texts = (
             {
@@ -108,12 +140,21 @@ class SyntheticModel:
                 stream, generation.choices, generation.offsets, params.include_usage, echo_texts
             )
         else:
+            rendered = [
+                render_completion_choice(self.tokenizer, c, echo_texts.get(c.index, ""))
+                for c in generation.choices
+            ]
             plan.body = completion_body(
-                self.tokenizer, meta, generation.choices, generation.prompt_tokens, echo_texts
+                meta, rendered, generation.prompt_tokens, generation.completion_tokens
             )
         return plan
 
-    def generate(self, prompts: Sequence[Sequence[int]], params: GenerationParams) -> Generation:
+    def generate(
+        self,
+        prompts: Sequence[Sequence[int]],
+        params: GenerationParams,
+        timing: Timing | None = None,
+    ) -> Generation:
         """Outputs for every prompt x n choices, indexed prompt-major as vLLM does."""
         base_seed = params.seed if params.seed is not None else self._prompt_seed(prompts)
         rng = random.Random(base_seed)
@@ -134,7 +175,8 @@ class SyntheticModel:
         prompt_tokens = sum(len(prompt) for prompt in prompts)
         steps = max((len(choice.token_ids) for choice in choices), default=0)
         generation = Generation(choices=choices, prompt_tokens=prompt_tokens)
-        generation.offsets = self.latency.token_offsets(rng, max(map(len, prompts)), steps)
+        offsets_of = timing or self.latency.token_offsets
+        generation.offsets = offsets_of(rng, max(map(len, prompts)), steps)
         return generation
 
     def _prompt_seed(self, prompts: Sequence[Sequence[int]]) -> int:
@@ -149,7 +191,7 @@ class SyntheticModel:
         tokenizer = self.tokenizer
         # Echoed prompts may hold byte-fallback tokens: a character split over several tokens
         # streams on the token that completes it, the others carry "" (as vLLM holds them back).
-        texts = _incremental_texts(ids, tokenizer) if self.settings.echo_prompt else {}
+        texts = incremental_texts(ids, tokenizer) if self.settings.echo_prompt else {}
         finish_reason = "length"
         stop_reason: str | None = None
         if params.stop:
@@ -189,7 +231,7 @@ class SyntheticModel:
         return result
 
 
-def _incremental_texts(ids: Sequence[int], tokenizer: Tokenizer) -> dict[int, str]:
+def incremental_texts(ids: Sequence[int], tokenizer: Tokenizer) -> dict[int, str]:
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     texts: dict[int, str] = {}
     for position, tid in enumerate(ids):

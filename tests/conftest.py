@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -53,13 +54,16 @@ class LiveServer:
     """``python cli.py serve`` in a subprocess, as a user starts it."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self._scratch = tempfile.TemporaryDirectory(prefix="dummy-vllm-test-")
+        # Tests never touch the repository's own recordings/.
+        env = {"DUMMY_VLLM_DB": f"{self._scratch.name}/test.db", **(env or {})}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "cli.py", "serve", "--port", str(self.port), *args]
         self.process = subprocess.Popen(
             command,
             cwd=REPO,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **env},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
@@ -81,6 +85,7 @@ class LiveServer:
         raise RuntimeError("server did not become healthy")
 
     def stop(self) -> None:
+        self._scratch.cleanup()
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGINT)
             try:

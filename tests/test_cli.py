@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -13,7 +15,8 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+def started(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Settings]:
+    monkeypatch.setenv("DUMMY_VLLM_DB", str(tmp_path / "cli.db"))
     calls: list[Settings] = []
     monkeypatch.setattr(dummy_vllm.server, "run_server", calls.append)
     return calls

@@ -19,9 +19,7 @@ from dummy_vllm.protocol.responses import (
     DONE_EVENT,
     ChatStream,
     CompletionStream,
-    chat_body,
     chat_events,
-    completion_body,
     completion_events,
     models_body,
     new_response_meta,
@@ -34,7 +32,7 @@ from .shapes import capture_events, shape, sse_events
 
 TOKENIZER = Tokenizer()
 SERVED = ServedModel("m", "m", 2048, TOKENIZER, Limits())
-MODEL = SyntheticModel(Settings(model="m"), TOKENIZER)
+MODEL = SyntheticModel(Settings(model="m"), SERVED)
 
 
 def load(name: str) -> Any:
@@ -52,9 +50,8 @@ def completion(body: dict[str, Any]) -> tuple[Any, Any]:
 
 
 def test_chat_body_matches_capture_field_for_field() -> None:
-    request, generation = chat({"max_tokens": 5})
-    meta = new_response_meta("chatcmpl", request.model, None)
-    body = json.loads(chat_body(TOKENIZER, meta, generation.choices, generation.prompt_tokens))
+    request, _ = chat({"max_tokens": 5})
+    body = json.loads(MODEL.chat_plan(request, None).body)
     assert shape(body) == shape(load("v0.11_chat-nonstream_tinyllama.json"))
     assert body["usage"]["completion_tokens"] == 5
     assert body["choices"][0]["finish_reason"] == "length"
@@ -63,11 +60,8 @@ def test_chat_body_matches_capture_field_for_field() -> None:
 
 
 def test_completion_body_matches_capture_field_for_field() -> None:
-    request, generation = completion({"max_tokens": 16})
-    meta = new_response_meta("cmpl", request.model, None)
-    body = json.loads(
-        completion_body(TOKENIZER, meta, generation.choices, generation.prompt_tokens, {})
-    )
+    request, _ = completion({"max_tokens": 16})
+    body = json.loads(MODEL.completion_plan(request, None).body)
     captured = load("v0.20.1_completions-nonstream_deepseek-v4.json")
     captured["system_fingerprint"] = None  # 0.20.1 fills it; 0.11 sends null
     assert shape(body) == shape(captured)

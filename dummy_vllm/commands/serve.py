@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -14,14 +15,18 @@ from ..settings import (
     JitterDistribution,
     LatencySettings,
     Limits,
+    MissPolicy,
+    ReplaySettings,
     Settings,
     SettingsError,
+    parse_pairs,
 )
 
 SERVER = "Server"
 MODEL = "Model"
 LATENCY = "Latency (milliseconds)"
 LIMITS = "Limits"
+REPLAY = "Replay"
 
 
 class LogLevel(StrEnum):
@@ -39,6 +44,28 @@ def settings_or_exit(build: Callable[[], Settings]) -> Settings:
     except SettingsError as exc:
         typer.echo(f"Error: {exc}", err=True)
         raise typer.Exit(code=2) from None
+
+
+def prepare_store(settings: Settings, model_given: bool) -> Settings:
+    """Migrate the database once, before workers start, and refuse sessions that cannot be
+    replayed with a one-line error. Replay serves the recorded model's name unless one is
+    given."""
+    from ..recording.replay import ReplayError, check_sessions
+    from ..recording.store import Store, StoreError, migrate
+
+    async def recorded_model() -> str | None:
+        if settings.replay is None:
+            return None
+        async with await Store.open(settings.db_path) as store:
+            return await check_sessions(store, settings.replay.sessions)
+
+    try:
+        migrate(settings.db_path)
+        model = asyncio.run(recorded_model())
+    except (StoreError, ReplayError) as exc:
+        typer.echo(f"Error: {exc}", err=True)
+        raise typer.Exit(code=2) from None
+    return settings.replace(model=model) if model and not model_given else settings
 
 
 def serve(
@@ -153,8 +180,53 @@ def serve(
         help="Largest 'n' accepted (400 beyond).",
         rich_help_panel=LIMITS,
     ),
+    replay: list[str] | None = typer.Option(
+        None,
+        "--replay",
+        envvar="DUMMY_VLLM_REPLAY",
+        help="Answer from this recorded session instead of synthetic text (repeatable).",
+        rich_help_panel=REPLAY,
+    ),
+    on_miss: MissPolicy = typer.Option(
+        MissPolicy.ERROR,
+        envvar="DUMMY_VLLM_ON_MISS",
+        help="When no recording matches: error (404 naming the nearest recording), synthetic, "
+        "or profile (synthetic text on the timing of the most alike recording).",
+        rich_help_panel=REPLAY,
+    ),
+    speed: float = typer.Option(
+        1.0,
+        envvar="DUMMY_VLLM_REPLAY_SPEED",
+        help="Replay faster (>1) or slower (<1) than recorded.",
+        rich_help_panel=REPLAY,
+    ),
+    instant: bool = typer.Option(
+        False,
+        envvar="DUMMY_VLLM_REPLAY_INSTANT",
+        help="Send recorded answers at once, without their timing.",
+        rich_help_panel=REPLAY,
+    ),
+    match_include: list[str] | None = typer.Option(
+        None,
+        envvar="DUMMY_VLLM_MATCH_INCLUDE",
+        help="Count this request field in the match key although it is ignored by default.",
+        rich_help_panel=REPLAY,
+    ),
+    match_ignore: list[str] | None = typer.Option(
+        None,
+        envvar="DUMMY_VLLM_MATCH_IGNORE",
+        help="Ignore this request field when matching (besides stream, stream_options, user).",
+        rich_help_panel=REPLAY,
+    ),
+    model_alias: list[str] | None = typer.Option(
+        None,
+        envvar="DUMMY_VLLM_MODEL_ALIAS",
+        help="REQUESTED=RECORDED: match requests for REQUESTED against recordings of RECORDED.",
+        rich_help_panel=REPLAY,
+    ),
 ) -> None:
-    """Serve vLLM's OpenAI-compatible API with synthetic text and configured timing."""
+    """Serve vLLM's OpenAI-compatible API: synthetic text on configured timing, or recorded
+    sessions with their real timing (--replay)."""
     settings = settings_or_exit(
         lambda: Settings(
             host=host,
@@ -178,8 +250,20 @@ def serve(
                 prefill_per_token=prefill_per_token / 1000,
             ),
             limits=Limits(max_body_bytes=max_body_bytes, max_n=max_n),
+            replay=ReplaySettings(
+                sessions=tuple(replay),
+                on_miss=on_miss,
+                speed=speed,
+                instant=instant,
+                include_fields=tuple(match_include or ()),
+                ignore_fields=tuple(match_ignore or ()),
+                model_aliases=parse_pairs(model_alias or (), "="),
+            )
+            if replay
+            else None,
         )
     )
+    settings = prepare_store(settings, model_given=model != DEFAULT_MODEL)
     from ..server import run_server  # Sanic is imported only when a server really starts.
 
     run_server(settings)

@@ -19,6 +19,8 @@ from ..engine import Tokenizer, render_chat_prompt
 from ..settings import Limits
 from .errors import ValidationFailure, bad_request, model_not_found, value_error
 
+CHAT_ROUTE = "/v1/chat/completions"
+COMPLETIONS_ROUTE = "/v1/completions"
 GREEDY_EPSILON = 1e-5
 JSON_MEDIA_TYPE = "application/json"
 

@@ -69,6 +69,18 @@ class ResponseMeta:
     model: str
 
 
+@dataclass(frozen=True, slots=True)
+class RenderedChoice:
+    """A finished choice as a non-streamed body shows it (whatever produced it)."""
+
+    index: int
+    text: str
+    finish_reason: str | None
+    stop_reason: str | int | None
+    # Already in the route's logprobs shape, or None.
+    logprobs: Any = None
+
+
 def new_response_meta(prefix: str, model: str, request_id: str | None) -> ResponseMeta:
     """``cmpl-``/``chatcmpl-`` plus 32 hex (0.11), or the client's X-Request-Id."""
     suffix = request_id if request_id else uuid.uuid4().hex
@@ -92,13 +104,21 @@ def _usage_json(prompt_tokens: int, completion_tokens: int) -> bytes:
     )
 
 
-def _head(meta: ResponseMeta, object_name: str) -> bytes:
+def stream_head(meta: ResponseMeta, object_name: str) -> bytes:
     """``data: {"id":…,"object":…,"created":…,"model":…`` without the closing brace."""
     return (
         b"data: "
         + dumps(
             {"id": meta.id, "object": object_name, "created": meta.created, "model": meta.model}
         )[:-1]
+    )
+
+
+def usage_event(head: bytes, prompt_tokens: int, completion_tokens: int) -> bytes:
+    """The ``choices: []`` usage event; ``head`` is a stream's ``_head``."""
+    return b'%b,"choices":[],"usage":%b}\n\n' % (
+        head,
+        _usage_json(prompt_tokens, completion_tokens),
     )
 
 
@@ -163,7 +183,7 @@ class ChatStream:
         self.tokenizer = tokenizer
         self.prompt_tokens = prompt_tokens
         self.continuous_usage = continuous_usage
-        self._head = _head(meta, "chat.completion.chunk")
+        self._head = stream_head(meta, "chat.completion.chunk")
         self._choice = self._head + b',"choices":[{"index":'
 
     def _usage_tail(self, completion_tokens: int) -> bytes:
@@ -205,19 +225,27 @@ class ChatStream:
         )
 
     def usage(self, completion_tokens: int) -> bytes:
-        return b'%b,"choices":[],"usage":%b}\n\n' % (
-            self._head,
-            _usage_json(self.prompt_tokens, completion_tokens),
-        )
+        return usage_event(self._head, self.prompt_tokens, completion_tokens)
+
+
+def render_chat_choice(tokenizer: Tokenizer, choice: ChoiceOutput) -> RenderedChoice:
+    return RenderedChoice(
+        index=choice.index,
+        text=choice.text(tokenizer),
+        finish_reason=choice.finish_reason,
+        stop_reason=choice.stop_reason,
+        logprobs=None
+        if choice.logprobs is None
+        else {"content": chat_logprob_entries(tokenizer, choice.logprobs)},
+    )
 
 
 def chat_body(
-    tokenizer: Tokenizer,
     meta: ResponseMeta,
-    choices: Sequence[ChoiceOutput],
+    choices: Sequence[RenderedChoice],
     prompt_tokens: int,
+    completion_tokens: int,
 ) -> bytes:
-    completion_tokens = sum(len(choice.token_ids) for choice in choices)
     return dumps(
         {
             "id": meta.id,
@@ -229,7 +257,7 @@ def chat_body(
                     "index": choice.index,
                     "message": {
                         "role": "assistant",
-                        "content": choice.text(tokenizer),
+                        "content": choice.text,
                         "refusal": None,
                         "annotations": None,
                         "audio": None,
@@ -237,9 +265,7 @@ def chat_body(
                         "tool_calls": [],
                         "reasoning_content": None,
                     },
-                    "logprobs": None
-                    if choice.logprobs is None
-                    else {"content": chat_logprob_entries(tokenizer, choice.logprobs)},
+                    "logprobs": choice.logprobs,
                     "finish_reason": choice.finish_reason,
                     "stop_reason": choice.stop_reason,
                     "token_ids": None,
@@ -268,7 +294,7 @@ class CompletionStream:
         self.tokenizer = tokenizer
         self.prompt_tokens = prompt_tokens
         self.continuous_usage = continuous_usage
-        self._head = _head(meta, "text_completion")
+        self._head = stream_head(meta, "text_completion")
         self._choice = self._head + b',"choices":[{"index":'
 
     def token(
@@ -306,45 +332,48 @@ class CompletionStream:
         )
 
     def usage(self, completion_tokens: int) -> bytes:
-        return b'%b,"choices":[],"usage":%b}\n\n' % (
-            self._head,
-            _usage_json(self.prompt_tokens, completion_tokens),
-        )
+        return usage_event(self._head, self.prompt_tokens, completion_tokens)
+
+
+def render_completion_choice(
+    tokenizer: Tokenizer, choice: ChoiceOutput, echo_text: str = ""
+) -> RenderedChoice:
+    return RenderedChoice(
+        index=choice.index,
+        text=echo_text + choice.text(tokenizer),
+        finish_reason=choice.finish_reason,
+        stop_reason=choice.stop_reason,
+        logprobs=None
+        if choice.logprobs is None
+        else completion_logprobs(tokenizer, choice.logprobs, len(echo_text)),
+    )
 
 
 def completion_body(
-    tokenizer: Tokenizer,
     meta: ResponseMeta,
-    choices: Sequence[ChoiceOutput],
+    choices: Sequence[RenderedChoice],
     prompt_tokens: int,
-    echo_texts: Mapping[int, str],
+    completion_tokens: int,
 ) -> bytes:
-    """``echo_texts`` maps a choice index to the prompt text it starts with (``echo``)."""
-    completion_tokens = sum(len(choice.token_ids) for choice in choices)
-    rendered = []
-    for choice in choices:
-        prefix = echo_texts.get(choice.index, "")
-        rendered.append(
-            {
-                "index": choice.index,
-                "text": prefix + choice.text(tokenizer),
-                "logprobs": None
-                if choice.logprobs is None
-                else completion_logprobs(tokenizer, choice.logprobs, len(prefix)),
-                "finish_reason": choice.finish_reason,
-                "stop_reason": choice.stop_reason,
-                "token_ids": None,
-                "prompt_logprobs": None,
-                "prompt_token_ids": None,
-            }
-        )
     return dumps(
         {
             "id": meta.id,
             "object": "text_completion",
             "created": meta.created,
             "model": meta.model,
-            "choices": rendered,
+            "choices": [
+                {
+                    "index": choice.index,
+                    "text": choice.text,
+                    "logprobs": choice.logprobs,
+                    "finish_reason": choice.finish_reason,
+                    "stop_reason": choice.stop_reason,
+                    "token_ids": None,
+                    "prompt_logprobs": None,
+                    "prompt_token_ids": None,
+                }
+                for choice in choices
+            ],
             "service_tier": None,
             "system_fingerprint": None,
             "usage": {**usage(prompt_tokens, completion_tokens), "prompt_tokens_details": None},

@@ -9,7 +9,7 @@ from sanic import Blueprint, HTTPResponse, Request
 from sanic.response import raw
 
 from ..emit import deliver
-from ..protocol.requests import decode_body, parse_chat_request, parse_completion_request
+from ..protocol.requests import CHAT_ROUTE, COMPLETIONS_ROUTE, decode_body
 from ..protocol.responses import JSON_CONTENT_TYPE, models_body
 from ..state import WorkerState
 
@@ -21,26 +21,21 @@ def _state(request: Request) -> WorkerState:
     return state
 
 
+async def _generate(request: Request, route: str) -> HTTPResponse | None:
+    arrival = asyncio.get_running_loop().time()
+    body = decode_body(request.body, request.headers.get("content-type"))
+    plan = _state(request).responder.respond(route, body, request.headers.get("x-request-id"))
+    return await deliver(request, plan, arrival)
+
+
 @openai_routes.post("/chat/completions")
 async def chat_completions(request: Request) -> HTTPResponse | None:
-    arrival = asyncio.get_running_loop().time()
-    state = _state(request)
-    chat = parse_chat_request(
-        decode_body(request.body, request.headers.get("content-type")), state.served
-    )
-    plan = state.synthetic.chat_plan(chat, request.headers.get("x-request-id"))
-    return await deliver(request, plan, arrival)
+    return await _generate(request, CHAT_ROUTE)
 
 
 @openai_routes.post("/completions")
 async def completions(request: Request) -> HTTPResponse | None:
-    arrival = asyncio.get_running_loop().time()
-    state = _state(request)
-    completion = parse_completion_request(
-        decode_body(request.body, request.headers.get("content-type")), state.served
-    )
-    plan = state.synthetic.completion_plan(completion, request.headers.get("x-request-id"))
-    return await deliver(request, plan, arrival)
+    return await _generate(request, COMPLETIONS_ROUTE)
 
 
 @openai_routes.get("/models")

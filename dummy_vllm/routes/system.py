@@ -14,6 +14,9 @@ from ..protocol.responses import JSON_CONTENT_TYPE, dumps, tokenize_body
 from ..settings import VLLM_VERSION
 from ..state import WorkerState
 
+# Answered locally in every mode, never behind the API key.
+probe_routes = Blueprint("probes")
+# Answered by the model: synthetic and replay answer them; record mode forwards them.
 system_routes = Blueprint("system")
 
 _VERSION_BODY = dumps({"version": VLLM_VERSION})
@@ -30,7 +33,7 @@ def _check_model(body: dict[str, Any], served: ServedModel) -> None:
         raise model_not_found(str(model))
 
 
-@system_routes.get("/health")
+@probe_routes.get("/health")
 async def health(request: Request) -> HTTPResponse:
     return empty(status=200)
 
@@ -39,7 +42,7 @@ async def ping(request: Request) -> HTTPResponse:
     return empty(status=200)
 
 
-system_routes.add_route(ping, "/ping", methods=["GET", "POST"])
+probe_routes.add_route(ping, "/ping", methods=["GET", "POST"])
 
 
 @system_routes.get("/version")

@@ -1,0 +1,481 @@
+"""Replay mode: answer requests from recorded sessions, with their recorded timing.
+
+Each worker loads its sessions into memory at start (no database I/O on the hot path) and
+classifies every recorded SSE event once. A request is matched by its exact key, then by its
+relaxed key; several recordings of one key are served in a seeded round-robin. Recorded bytes go
+out as they were; only what the replaying request changes (the usage event, a shorter
+``max_tokens`` on a relaxed match, stream versus non-stream) is rebuilt.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from http import HTTPStatus
+from typing import Any
+
+from ..plan import PlanEvent, ResponsePlan
+from ..protocol.errors import APIError
+from ..protocol.requests import CHAT_ROUTE, decode_body
+from ..protocol.responses import (
+    ChatStream,
+    ChoiceOutput,
+    CompletionStream,
+    RenderedChoice,
+    ResponseMeta,
+    chat_body,
+    chat_events,
+    completion_body,
+    completion_events,
+    dumps,
+    stream_head,
+    usage_event,
+)
+from ..settings import MissPolicy, ReplaySettings, Settings
+from ..synthetic import SyntheticModel, incremental_texts
+from .matching import DEFAULT_IGNORED, canonical_key, diff_fields, relaxed_key
+from .store import Outcome, Store, StoredExchange
+
+# Response header that says how an answer was served.
+SERVED_BY_HEADER = "x-dummy-vllm-replay"
+_REPLAYABLE = frozenset({Outcome.COMPLETE, Outcome.UPSTREAM_ERROR})
+_NS = 1e-9
+
+
+class ReplayError(Exception):
+    """The sessions cannot be replayed (unknown, empty, unreadable)."""
+
+
+class EventKind(StrEnum):
+    ROLE = "role"
+    TOKEN = "token"
+    USAGE = "usage"
+    ERROR = "error"
+    DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    offset: float
+    raw: bytes
+    kind: EventKind
+    # Choice index for role and token events, -1 otherwise.
+    index: int = -1
+
+
+@dataclass(slots=True)
+class Recording:
+    """One replayable exchange, prepared for serving."""
+
+    label: str
+    route: str
+    body: dict[str, Any]
+    status: int
+    streamed: bool
+    events: list[RecordedEvent]
+    response_body: bytes
+    complete_offset: float
+    prompt_tokens: int
+    completion_tokens: int
+    content_type: str
+
+    @property
+    def token_events(self) -> list[RecordedEvent]:
+        return [event for event in self.events if event.kind is EventKind.TOKEN]
+
+
+def classify(raw: bytes) -> tuple[EventKind, int]:
+    """What a recorded SSE event is, read once at load time."""
+    payload = raw.strip()
+    if payload.startswith(b"data:"):
+        payload = payload[5:].strip()
+    if payload == b"[DONE]":
+        return EventKind.DONE, -1
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        return EventKind.ERROR, -1
+    if not isinstance(event, dict) or "error" in event:
+        return EventKind.ERROR, -1
+    choices = event.get("choices")
+    if not choices:
+        return EventKind.USAGE, -1
+    choice = choices[0]
+    delta = choice.get("delta")
+    is_role_only = (
+        isinstance(delta, dict)
+        and "role" in delta
+        and not delta.get("content")
+        and not delta.get("tool_calls")
+        and choice.get("finish_reason") is None
+    )
+    if is_role_only:
+        return EventKind.ROLE, int(choice.get("index", 0))
+    return EventKind.TOKEN, int(choice.get("index", 0))
+
+
+def prepare(exchange: StoredExchange) -> Recording:
+    record = exchange.record
+    events = [
+        RecordedEvent(offset_ns * _NS, raw, *classify(raw)) for offset_ns, raw in record.events
+    ]
+    tokens = sum(event.kind is EventKind.TOKEN for event in events)
+    try:
+        body = decode_body(record.request_body, "application/json") if record.request_body else {}
+    except APIError:
+        body = {}
+    headers = {name.lower(): value for name, value in record.response_headers.items()}
+    return Recording(
+        label=f"{exchange.session}#{exchange.seq}",
+        route=record.path,
+        body=body,
+        status=record.status or HTTPStatus.OK,
+        streamed=record.streamed,
+        events=events,
+        response_body=record.response_body or b"",
+        complete_offset=(record.complete_ns or 0) * _NS,
+        prompt_tokens=record.prompt_tokens or 0,
+        completion_tokens=record.completion_tokens or tokens,
+        content_type=headers.get("content-type", "application/json"),
+    )
+
+
+@dataclass(slots=True)
+class _Choices:
+    """Recordings of one key, served in a seeded round-robin."""
+
+    recordings: list[Recording]
+    turn: Iterator[int] = field(default_factory=itertools.count)
+    start: int = 0
+
+    def next(self) -> Recording:
+        # next() on a count is atomic within the event loop: concurrent requests never share a turn.
+        return self.recordings[(self.start + next(self.turn)) % len(self.recordings)]
+
+
+class ReplayIndex:
+    """Exact and relaxed lookups over prepared recordings."""
+
+    def __init__(self, exchanges: Sequence[StoredExchange], replay: ReplaySettings, seed: int):
+        self.replay = replay
+        self.aliases = dict(replay.model_aliases)
+        include = frozenset(replay.include_fields)
+        self.ignore = (DEFAULT_IGNORED | frozenset(replay.ignore_fields)) - include
+        # Stored keys were made with the defaults; other key settings re-key the stored bodies.
+        rekey = bool(replay.include_fields or replay.ignore_fields)
+        exact: dict[str, list[Recording]] = {}
+        relaxed: dict[str, list[Recording]] = {}
+        self.recordings: list[Recording] = []
+        for exchange in exchanges:
+            if exchange.record.outcome not in _REPLAYABLE:
+                continue
+            recording = prepare(exchange)
+            self.recordings.append(recording)
+            key = (
+                self._exact_key(recording.route, recording.body)
+                if rekey
+                else exchange.record.match_key
+            )
+            exact.setdefault(key, []).append(recording)
+            relaxed.setdefault(exchange.record.relaxed_key, []).append(recording)
+        rng = random.Random(seed)
+        self._exact = {k: _Choices(v, start=rng.randrange(len(v))) for k, v in exact.items()}
+        self._relaxed = {k: _Choices(v, start=rng.randrange(len(v))) for k, v in relaxed.items()}
+
+    def _exact_key(self, route: str, body: Mapping[str, Any]) -> str:
+        return canonical_key(route, body, ignore=self.ignore, model_aliases=self.aliases)
+
+    def lookup(self, route: str, body: Mapping[str, Any]) -> tuple[str, Recording] | None:
+        choices = self._exact.get(self._exact_key(route, body))
+        if choices is not None:
+            return "exact", choices.next()
+        choices = self._relaxed.get(relaxed_key(route, body, model_aliases=self.aliases))
+        if choices is not None:
+            return "relaxed", choices.next()
+        return None
+
+    def explain_miss(self, route: str, body: Mapping[str, Any]) -> str:
+        candidates = [r for r in self.recordings if r.route == route]
+        if not candidates:
+            return f"No recording of {route} in the replayed sessions."
+        scored = [
+            (diff_fields(body, r.body, ignore=self.ignore, model_aliases=self.aliases), r)
+            for r in candidates
+        ]
+        differences, nearest = min(scored, key=lambda item: len(item[0]))
+        return (
+            f"No recording matches this request. Nearest: {nearest.label}, which differs in "
+            f"{', '.join(differences) or 'redacted fields'}."
+        )
+
+    def nearest_timing(self, prompt_tokens: int, output_tokens: int) -> Recording | None:
+        """The streamed recording most alike in prompt and output length (log scale)."""
+        candidates = [
+            r for r in self.recordings if r.streamed and len(r.token_events) >= 2 and r.status < 400
+        ]
+        if not candidates:
+            return None
+
+        def distance(r: Recording) -> float:
+            return abs(math.log1p(r.prompt_tokens) - math.log1p(prompt_tokens)) + abs(
+                math.log1p(r.completion_tokens) - math.log1p(output_tokens)
+            )
+
+        return min(candidates, key=distance)
+
+
+# --- building plans from recordings -------------------------------------------------------------
+
+
+def _requested_max_tokens(route: str, body: Mapping[str, Any]) -> int | None:
+    if route == CHAT_ROUTE:
+        value = body.get("max_completion_tokens", body.get("max_tokens"))
+    else:
+        value = body.get("max_tokens", 16)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _wants_usage(body: Mapping[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage", True) is not False
+
+
+def _event_json(raw: bytes) -> dict[str, Any]:
+    payload = raw.strip()
+    return dict(json.loads(payload[5:] if payload.startswith(b"data:") else payload))
+
+
+def _cut_events(events: list[RecordedEvent], limit: int) -> list[RecordedEvent]:
+    """Keep ``limit`` token events per choice; the last kept one finishes with "length"."""
+    seen: dict[int, int] = {}
+    kept: list[RecordedEvent] = []
+    for event in events:
+        if event.kind is not EventKind.TOKEN:
+            kept.append(event)
+            continue
+        count = seen.get(event.index, 0)
+        if count >= limit:
+            continue
+        seen[event.index] = count + 1
+        if count + 1 == limit:
+            payload = _event_json(event.raw)
+            choice = payload["choices"][0]
+            if choice.get("finish_reason") != "length":
+                choice["finish_reason"] = "length"
+                choice["stop_reason"] = None
+                event = RecordedEvent(
+                    event.offset, b"data: " + dumps(payload) + b"\n\n", event.kind, event.index
+                )
+        kept.append(event)
+    return kept
+
+
+def _meta_of(events: Sequence[RecordedEvent]) -> tuple[ResponseMeta, str]:
+    first = next(e for e in events if e.kind in (EventKind.ROLE, EventKind.TOKEN))
+    payload = _event_json(first.raw)
+    meta = ResponseMeta(id=payload["id"], created=payload["created"], model=payload["model"])
+    return meta, str(payload["object"])
+
+
+def _assemble(
+    route: str, events: Sequence[RecordedEvent], prompt_tokens: int, completion_tokens: int
+) -> bytes:
+    """A streamed recording as the non-streamed body vLLM would have sent."""
+    meta, _ = _meta_of(events)
+    texts: dict[int, list[str]] = {}
+    finish: dict[int, tuple[str | None, Any]] = {}
+    for event in events:
+        if event.kind is not EventKind.TOKEN:
+            continue
+        choice = _event_json(event.raw)["choices"][0]
+        piece = choice["delta"].get("content") if "delta" in choice else choice.get("text")
+        texts.setdefault(event.index, []).append(piece or "")
+        if choice.get("finish_reason") is not None:
+            finish[event.index] = (choice["finish_reason"], choice.get("stop_reason"))
+    rendered = [
+        RenderedChoice(index, "".join(parts), *finish.get(index, ("stop", None)))
+        for index, parts in sorted(texts.items())
+    ]
+    builder = chat_body if route == CHAT_ROUTE else completion_body
+    return builder(meta, rendered, prompt_tokens, completion_tokens)
+
+
+class ReplayResponder:
+    """The responder of replay mode; falls back to ``synthetic`` by the miss policy."""
+
+    def __init__(self, settings: Settings, index: ReplayIndex, synthetic: SyntheticModel):
+        assert settings.replay is not None
+        self.replay = settings.replay
+        self.index = index
+        self.synthetic = synthetic
+        self.scale = 0.0 if self.replay.instant else 1.0 / self.replay.speed
+
+    @classmethod
+    async def load(cls, settings: Settings, synthetic: SyntheticModel) -> ReplayResponder:
+        assert settings.replay is not None
+        exchanges = await load_sessions(settings)
+        return cls(settings, ReplayIndex(exchanges, settings.replay, settings.seed), synthetic)
+
+    def respond(self, route: str, body: Mapping[str, Any], request_id: str | None) -> ResponsePlan:
+        found = self.index.lookup(route, body)
+        if found is not None:
+            kind, recording = found
+            limit = _requested_max_tokens(route, body) if kind == "relaxed" else None
+            plan = self._replay(recording, route, body, limit)
+            plan.headers = {SERVED_BY_HEADER: kind}
+            return plan
+        policy = self.replay.on_miss
+        if policy is MissPolicy.ERROR:
+            raise APIError(
+                HTTPStatus.NOT_FOUND, self.index.explain_miss(route, body), "NotFoundError"
+            )
+        timing = self._profile_timing if policy is MissPolicy.PROFILE else None
+        plan = self.synthetic.respond(route, body, request_id, timing)
+        plan.headers = {SERVED_BY_HEADER: f"miss-{policy.value}"}
+        return plan
+
+    def _profile_timing(self, rng: random.Random, prompt_tokens: int, count: int) -> list[float]:
+        """Token offsets shaped like the recording most alike in prompt and output length:
+        its TTFT, then its inter-token gaps in order (cycled when the answer is longer)."""
+        model = self.index.nearest_timing(prompt_tokens, count)
+        if model is None:
+            return self.synthetic.latency.token_offsets(rng, prompt_tokens, count)
+        tokens = model.token_events
+        gaps = itertools.cycle([b.offset - a.offset for a, b in itertools.pairwise(tokens)])
+        offsets = [tokens[0].offset * self.scale]
+        for _ in range(count - 1):
+            offsets.append(offsets[-1] + next(gaps) * self.scale)
+        return offsets[:count]
+
+    def _replay(
+        self, recording: Recording, route: str, body: Mapping[str, Any], limit: int | None
+    ) -> ResponsePlan:
+        stream = bool(body.get("stream"))
+        if recording.status >= 400 or not (recording.streamed or stream):
+            return ResponsePlan(
+                stream=False,
+                body=recording.response_body,
+                body_offset=recording.complete_offset * self.scale,
+                status=recording.status,
+                prompt_tokens=recording.prompt_tokens,
+                completion_tokens=recording.completion_tokens,
+            )
+        if not recording.streamed:
+            return self._stream_from_body(recording, route, body, limit)
+        events = recording.events
+        if limit is not None and limit < len(recording.token_events):
+            events = _cut_events(events, limit)
+        completion_tokens = sum(e.kind is EventKind.TOKEN for e in events)
+        # A cut stream's recorded usage no longer matches: rebuild it.
+        rebuild_usage = completion_tokens != recording.completion_tokens
+        if not stream:
+            return ResponsePlan(
+                stream=False,
+                body=_assemble(route, events, recording.prompt_tokens, completion_tokens),
+                body_offset=max(e.offset for e in events) * self.scale,
+                prompt_tokens=recording.prompt_tokens,
+                completion_tokens=completion_tokens,
+            )
+        return ResponsePlan(
+            stream=True,
+            events=list(
+                self._stream_events(
+                    events, body, recording.prompt_tokens, completion_tokens, rebuild_usage
+                )
+            ),
+            prompt_tokens=recording.prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+
+    def _stream_events(
+        self,
+        events: Sequence[RecordedEvent],
+        body: Mapping[str, Any],
+        prompt_tokens: int,
+        completion_tokens: int,
+        rebuild_usage: bool,
+    ) -> Iterator[PlanEvent]:
+        """Recorded events verbatim; the usage event follows this request's stream_options."""
+        wants_usage = _wants_usage(body)
+        recorded_usage = any(e.kind is EventKind.USAGE for e in events)
+        last = 0.0
+        for event in events:
+            last = event.offset * self.scale
+            if event.kind is EventKind.USAGE:
+                if wants_usage and not rebuild_usage:
+                    yield PlanEvent(last, event.raw, 0)
+                continue
+            if (
+                event.kind is EventKind.DONE
+                and wants_usage
+                and (rebuild_usage or not recorded_usage)
+            ):
+                meta, object_name = _meta_of(events)
+                head = stream_head(meta, object_name)
+                yield PlanEvent(last, usage_event(head, prompt_tokens, completion_tokens), 0)
+            yield PlanEvent(last, event.raw, int(event.kind is EventKind.TOKEN))
+
+    def _stream_from_body(
+        self, recording: Recording, route: str, body: Mapping[str, Any], limit: int | None
+    ) -> ResponsePlan:
+        """A non-streamed recording streamed: its text re-tokenised, tokens spread evenly over
+        the recorded total time."""
+        tokenizer = self.synthetic.tokenizer
+        recorded = json.loads(recording.response_body)
+        meta = ResponseMeta(recorded["id"], recorded["created"], recorded["model"])
+        choices = []
+        for choice in recorded["choices"]:
+            text = choice["message"]["content"] if "message" in choice else choice["text"]
+            ids = tokenizer.encode(text or "")[:limit] if limit else tokenizer.encode(text or "")
+            cut = limit is not None and len(ids) == limit and len(tokenizer.encode(text)) > limit
+            choices.append(
+                ChoiceOutput(
+                    index=choice["index"],
+                    token_ids=ids,
+                    text_overrides=incremental_texts(ids, tokenizer),
+                    finish_reason="length" if cut else choice["finish_reason"] or "stop",
+                    stop_reason=None if cut else choice.get("stop_reason"),
+                )
+            )
+        steps = max((len(c.token_ids) for c in choices), default=0)
+        total = recording.complete_offset * self.scale
+        offsets = [total * (k + 1) / steps for k in range(steps)]
+        completion_tokens = sum(len(c.token_ids) for c in choices)
+        continuous = bool((body.get("stream_options") or {}).get("continuous_usage_stats"))
+        if route == CHAT_ROUTE:
+            chat = ChatStream(tokenizer, meta, recording.prompt_tokens, continuous)
+            events: Iterator[PlanEvent] = chat_events(chat, choices, offsets, _wants_usage(body))
+        else:
+            completion = CompletionStream(tokenizer, meta, recording.prompt_tokens, continuous)
+            events = completion_events(completion, choices, offsets, _wants_usage(body), {})
+        return ResponsePlan(
+            stream=True,
+            events=events,
+            prompt_tokens=recording.prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+
+
+async def check_sessions(store: Store, names: Sequence[str]) -> str | None:
+    """Refuse unknown and empty sessions with a ReplayError naming them; return the model
+    the first session's upstream served, when it was recorded."""
+    known = {summary.name: summary for summary in await store.list_sessions()}
+    for name in names:
+        if name not in known:
+            raise ReplayError(f"no session named {name!r} in {store.path}")
+        if known[name].exchanges == 0:
+            raise ReplayError(f"session {name!r} has no recorded exchanges")
+    models = known[names[0]].models
+    return models[0] if models else None
+
+
+async def load_sessions(settings: Settings) -> list[StoredExchange]:
+    assert settings.replay is not None
+    async with await Store.open(settings.db_path) as store:
+        await check_sessions(store, settings.replay.sessions)
+        return await store.load_exchanges(settings.replay.sessions)
