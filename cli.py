@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import typer
 
+from dummy_vllm.commands.record import record
 from dummy_vllm.commands.serve import serve
+from dummy_vllm.commands.sessions import sessions_app
 
 app = typer.Typer(
     name="dummy-vllm",
@@ -20,6 +22,8 @@ def main() -> None:
 
 
 app.command()(serve)
+app.command()(record)
+app.add_typer(sessions_app, name="sessions")
 
 if __name__ == "__main__":
     app()

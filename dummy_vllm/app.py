@@ -25,6 +25,7 @@ from .protocol.errors import (
     payload_too_large,
 )
 from .protocol.responses import JSON_CONTENT_TYPE
+from .routes.metrics import install_metrics
 from .routes.openai import openai_routes
 from .routes.system import probe_routes, system_routes
 from .settings import Settings
@@ -51,9 +52,16 @@ def create_app(settings: Settings) -> App:
     app.config.ACCESS_LOG = settings.log_level.lower() == "debug"
     app.ctx.settings = settings
     app.blueprint(probe_routes)
-    app.blueprint(openai_routes)
-    app.blueprint(system_routes)
+    if settings.record is not None:
+        from .recording.recorder import install_recorder
+
+        install_recorder(app, settings)
+    else:
+        app.blueprint(openai_routes)
+        app.blueprint(system_routes)
     _install_error_handlers(app, settings)
+    if settings.metrics:
+        install_metrics(app)
     if settings.api_key:
         _install_api_key_check(app, settings.api_key)
 

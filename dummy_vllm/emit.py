@@ -5,21 +5,41 @@ absolute deadline (rather than chaining relative sleeps) keeps late wake-ups fro
 Events already due go out in one write; otherwise each step is its own write, so a client sees
 one token per read, as from vLLM. A client that disconnects cancels the handler task (Sanic does
 that in ``connection_lost``), which ends the plan at the next await.
+
+The emitter also notes when tokens actually went out (``Delivery``), so that metrics report what
+clients saw rather than what was planned.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from sanic import HTTPResponse, Request
 from sanic.response import raw
 
-from .plan import PlanEvent, ResponsePlan
+from .plan import ResponsePlan
 from .protocol.responses import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE
 
 # Bound on one write when many events are due at once (instant mode, large n).
 MAX_WRITE_BYTES = 64 * 1024
+# A dropped connection cancels the handler once its buffer is flushed; Sanic aborts a
+# connection that does not close within GRACEFUL_TCP_CLOSE_TIMEOUT (5 s), so this is a backstop.
+DROP_GRACE_SECONDS = 30.0
+
+
+@dataclass(slots=True)
+class Delivery:
+    """What a client was sent, and when (loop time), filled in as the emitter writes."""
+
+    # When each write carrying tokens went out: a stream's TTFT and inter-token gaps.
+    token_writes: list[float] = field(default_factory=list)
+    tokens: int = 0
+    # The last write (the end of a stream, a non-streamed answer's body), or when the client
+    # left.
+    end: float = 0.0
+    # The whole plan went out (False when the client left or the connection was dropped).
+    complete: bool = False
 
 
 async def sleep_until(deadline: float) -> None:
@@ -28,41 +48,73 @@ async def sleep_until(deadline: float) -> None:
         await asyncio.sleep(delay)
 
 
-async def deliver(request: Request, plan: ResponsePlan, start: float) -> HTTPResponse | None:
+async def deliver(
+    request: Request, plan: ResponsePlan, start: float, delivery: Delivery
+) -> HTTPResponse | None:
     """Answer ``request`` with ``plan``, its offsets counted from ``start`` (loop time)."""
-    if plan.stream:
-        await stream_events(request, plan.events, start, plan.headers)
-        return None
-    await sleep_until(start + plan.body_offset)
-    return raw(
-        plan.body, status=plan.status, headers=dict(plan.headers), content_type=JSON_CONTENT_TYPE
-    )
+    try:
+        if plan.stream:
+            await stream_events(request, plan, start, delivery)
+            return None
+        await sleep_until(start + max(plan.body_offset, plan.headers_offset))
+        delivery.end = asyncio.get_running_loop().time()
+        if plan.drop_connection:
+            await drop_connection(request)
+            return None
+        delivery.tokens = plan.completion_tokens
+        delivery.complete = True
+        return raw(
+            plan.body,
+            status=plan.status,
+            headers=dict(plan.headers),
+            content_type=JSON_CONTENT_TYPE,
+        )
+    finally:
+        if not delivery.end:  # abandoned before the end: when the client left
+            delivery.end = asyncio.get_running_loop().time()
 
 
 async def stream_events(
-    request: Request,
-    events: Iterable[PlanEvent],
-    start: float,
-    headers: Mapping[str, str],
+    request: Request, plan: ResponsePlan, start: float, delivery: Delivery
 ) -> None:
-    response = await request.respond(content_type=SSE_CONTENT_TYPE, headers=dict(headers))
+    if plan.headers_offset:
+        await sleep_until(start + plan.headers_offset)
+    response = await request.respond(content_type=SSE_CONTENT_TYPE, headers=dict(plan.headers))
     # Headers go out now, before the first token, as vLLM's StreamingResponse does.
     await response.send(b"")
     clock = asyncio.get_running_loop().time
+    token_writes = delivery.token_writes
     pending: list[bytes] = []
-    pending_bytes = 0
-    for offset, data, _ in events:
+    pending_bytes = pending_tokens = 0
+    for offset, data, tokens in plan.events:
         deadline = start + offset
-        if deadline > clock():
-            if pending:
-                await response.send(b"".join(pending))
-                pending.clear()
-                pending_bytes = 0
+        now = clock()
+        if pending and (deadline > now or pending_bytes >= MAX_WRITE_BYTES):
+            await response.send(b"".join(pending))
+            if pending_tokens:
+                token_writes.append(now)
+                delivery.tokens += pending_tokens
+            pending.clear()
+            pending_bytes = pending_tokens = 0
+        if deadline > now:
             await sleep_until(deadline)
         pending.append(data)
         pending_bytes += len(data)
-        if pending_bytes >= MAX_WRITE_BYTES:
-            await response.send(b"".join(pending))
-            pending.clear()
-            pending_bytes = 0
+        pending_tokens += tokens
+    delivery.end = now = clock()
+    if pending_tokens:
+        token_writes.append(now)
+        delivery.tokens += pending_tokens
+    if plan.drop_connection:
+        await response.send(b"".join(pending))
+        await drop_connection(request)
+        return
     await response.send(b"".join(pending), end_stream=True)
+    delivery.complete = True
+
+
+async def drop_connection(request: Request) -> None:
+    """Close the connection without ending the response, as a crashed server would."""
+    # Sanic flushes what was written, closes, then cancels this handler from connection_lost.
+    request.protocol.close()
+    await asyncio.sleep(DROP_GRACE_SECONDS)

@@ -7,9 +7,12 @@ injection live in one place.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+# The finish reason of an answer that never finished (client gone, injected fault), as vLLM's.
+ABORTED = "abort"
 
 
 class PlanEvent(NamedTuple):
@@ -34,3 +37,11 @@ class ResponsePlan:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reasons: tuple[str, ...] = ()
+    # When each token step is due: a non-streamed answer's TTFT and ITL as a stream would show.
+    token_offsets: Sequence[float] = ()
+    # The request's ``n`` and ``max_tokens`` (0: unknown), for vLLM's request_params metrics.
+    n: int = 1
+    max_tokens: int = 0
+    # Injected faults: headers held back this long; the connection dropped after the last event.
+    headers_offset: float = 0.0
+    drop_connection: bool = False

@@ -8,6 +8,7 @@ from sanic import Sanic
 from sanic.worker.loader import AppLoader
 
 from .app import create_app
+from .metrics import shared_metrics_dir
 from .settings import Settings
 
 
@@ -22,4 +23,5 @@ def run_server(settings: Settings) -> None:
         motd=False,
         access_log=settings.log_level.lower() == "debug",
     )
-    Sanic.serve(primary=app, app_loader=loader)
+    with shared_metrics_dir(settings):
+        Sanic.serve(primary=app, app_loader=loader)

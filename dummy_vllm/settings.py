@@ -130,6 +130,91 @@ class ReplaySettings:
             raise SettingsError(f"speed must be a finite number > 0, got {self.speed!r}")
 
 
+# vLLM's default --max-num-seqs: the batch size the load factor and KV usage refer to when
+# no limit is set.
+VLLM_MAX_NUM_SEQS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSettings:
+    """vLLM-like admission, per worker. ``None`` means no limit.
+
+    At most ``max_num_seqs`` requests run; later ones wait in FIFO order, and beyond
+    ``max_waiting`` waiting requests new ones get 429. TTFT and ITL are stretched by
+    ``1 + load_factor * running / max_num_seqs``, as batching does on a GPU.
+    """
+
+    max_num_seqs: int | None = None
+    max_waiting: int | None = None
+    load_factor: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.max_num_seqs is not None and self.max_num_seqs < 1:
+            raise SettingsError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
+        if self.max_waiting is not None and self.max_waiting < 0:
+            raise SettingsError(f"max_waiting must be >= 0, got {self.max_waiting}")
+        if not 0.0 <= self.load_factor < float("inf"):
+            raise SettingsError(f"load_factor must be a finite number >= 0, got {self.load_factor}")
+
+    @property
+    def batch_size(self) -> int:
+        return self.max_num_seqs or VLLM_MAX_NUM_SEQS
+
+
+class FaultType(StrEnum):
+    RATE_LIMITED = "429"
+    INTERNAL_ERROR = "500"
+    UNAVAILABLE = "503"
+    CONTEXT_LENGTH = "400"
+    # The connection drops after some tokens: no [DONE], no end of the chunked body.
+    CUT = "cut"
+    # An in-stream error event after some tokens, then [DONE].
+    ERROR_EVENT = "error-event"
+    # A pause after some tokens.
+    STALL = "stall"
+    # Response headers held back.
+    SLOW_FIRST_BYTE = "slow-first-byte"
+
+
+def parse_fault_types(text: str) -> tuple[FaultType, ...]:
+    """``"429,cut,stall"`` -> fault types, refusing unknown names."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    known = [kind.value for kind in FaultType]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise SettingsError(
+            f"unknown fault type(s) {', '.join(unknown)}; known: {', '.join(known)}"
+        )
+    return tuple(dict.fromkeys(FaultType(name) for name in names))
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSettings:
+    """Each request draws a fault with probability ``rate`` from ``types`` (seeded per worker).
+
+    ``after_tokens`` is where cut, error-event and stall strike; ``stall`` and ``delay`` (the
+    slow first byte) are seconds.
+    """
+
+    rate: float = 0.0
+    types: tuple[FaultType, ...] = tuple(FaultType)
+    after_tokens: int = 3
+    stall: float = 2.0
+    delay: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rate <= 1.0:
+            raise SettingsError(f"fault rate must be in [0, 1], got {self.rate}")
+        if self.rate and not self.types:
+            raise SettingsError("a fault rate needs at least one fault type")
+        if self.after_tokens < 0:
+            raise SettingsError(f"fault after_tokens must be >= 0, got {self.after_tokens}")
+        for name in ("stall", "delay"):
+            value = getattr(self, name)
+            if not 0.0 <= value < float("inf"):
+                raise SettingsError(f"fault {name} must be a finite number >= 0, got {value!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
@@ -151,6 +236,10 @@ class Settings:
     db_path: Path = DEFAULT_DB_PATH
     record: RecordSettings | None = None
     replay: ReplaySettings | None = None
+    # Serve /metrics and record what it reports.
+    metrics: bool = True
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    faults: FaultSettings = field(default_factory=FaultSettings)
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:

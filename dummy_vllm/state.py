@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .engine import Tokenizer
+from .pipeline import Pipeline
 from .plan import ResponsePlan
 from .protocol.requests import ServedModel
 from .settings import Settings
@@ -27,6 +28,8 @@ class WorkerState:
     served: ServedModel
     synthetic: SyntheticModel
     responder: Responder
+    # Faults, scheduling, delivery and metrics, whatever the responder.
+    pipeline: Pipeline
 
     @classmethod
     async def create(cls, settings: Settings) -> WorkerState:
@@ -43,4 +46,10 @@ class WorkerState:
             from .recording.replay import ReplayResponder
 
             responder = await ReplayResponder.load(settings, synthetic)
-        return cls(settings=settings, served=served, synthetic=synthetic, responder=responder)
+        return cls(
+            settings=settings,
+            served=served,
+            synthetic=synthetic,
+            responder=responder,
+            pipeline=Pipeline(settings),
+        )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import random
 import zlib
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,14 +57,17 @@ class Generation:
     def completion_tokens(self) -> int:
         return sum(len(choice.token_ids) for choice in self.choices)
 
-    def plan(self, stream: bool) -> ResponsePlan:
+    def plan(self, params: GenerationParams) -> ResponsePlan:
         """A plan without content yet: the accounting every mode reports."""
         return ResponsePlan(
-            stream=stream,
+            stream=params.stream,
             body_offset=self.offsets[-1] if self.offsets else 0.0,
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
             finish_reasons=tuple(choice.finish_reason for choice in self.choices),
+            token_offsets=self.offsets,
+            n=params.n,
+            max_tokens=params.max_tokens,
         )
 
 
@@ -101,7 +105,7 @@ class SyntheticModel:
         params = chat.params
         generation = self.generate([chat.prompt], params, timing)
         meta = new_response_meta("chatcmpl", chat.model, request_id)
-        plan = generation.plan(params.stream)
+        plan = generation.plan(params)
         if params.stream:
             stream = ChatStream(
                 self.tokenizer, meta, generation.prompt_tokens, params.continuous_usage_stats
@@ -131,7 +135,7 @@ class SyntheticModel:
             if completion.echo
             else {}
         )
-        plan = generation.plan(params.stream)
+        plan = generation.plan(params)
         if params.stream:
             stream = CompletionStream(
                 self.tokenizer, meta, generation.prompt_tokens, params.continuous_usage_stats
@@ -184,7 +188,7 @@ class SyntheticModel:
         # identical requests get identical answers (like greedy decoding) and different ones differ.
         digest = self.settings.seed
         for prompt in prompts:
-            digest = zlib.crc32(b"".join(t.to_bytes(4, "little") for t in prompt), digest)
+            digest = zlib.crc32(array("q", prompt).tobytes(), digest)
         return digest
 
     def _finish(self, index: int, ids: list[int], params: GenerationParams) -> ChoiceOutput:

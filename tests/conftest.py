@@ -51,17 +51,19 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """``python cli.py serve`` in a subprocess, as a user starts it."""
+    """``python cli.py serve`` (or another server ``command``) in a subprocess, as a user
+    starts it."""
 
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, command: str = "serve"
+    ) -> None:
         self._scratch = tempfile.TemporaryDirectory(prefix="dummy-vllm-test-")
         # Tests never touch the repository's own recordings/.
         env = {"DUMMY_VLLM_DB": f"{self._scratch.name}/test.db", **(env or {})}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        command = [sys.executable, "cli.py", "serve", "--port", str(self.port), *args]
         self.process = subprocess.Popen(
-            command,
+            [sys.executable, "cli.py", command, "--port", str(self.port), *args],
             cwd=REPO,
             env={**os.environ, **env},
             stdout=subprocess.DEVNULL,
@@ -107,8 +109,8 @@ def live_server() -> Iterator[LiveServer]:
 def start_server() -> Iterator[Callable[..., LiveServer]]:
     started: list[LiveServer] = []
 
-    def start(*args: str, env: dict[str, str] | None = None) -> LiveServer:
-        server = LiveServer(*args, env=env)
+    def start(*args: str, env: dict[str, str] | None = None, command: str = "serve") -> LiveServer:
+        server = LiveServer(*args, env=env, command=command)
         started.append(server)
         return server
 

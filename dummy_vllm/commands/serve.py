@@ -4,37 +4,41 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
 
 import typer
 
 from ..settings import (
-    DEFAULT_DB_PATH,
     DEFAULT_MODEL,
+    FaultSettings,
     JitterDistribution,
     LatencySettings,
     Limits,
     MissPolicy,
     ReplaySettings,
+    SchedulerSettings,
     Settings,
     SettingsError,
+    parse_fault_types,
     parse_pairs,
 )
+from .options import (
+    SERVER,
+    LogLevel,
+    db_option,
+    host_option,
+    log_level_option,
+    port_option,
+    workers_option,
+)
 
-SERVER = "Server"
 MODEL = "Model"
 LATENCY = "Latency (milliseconds)"
 LIMITS = "Limits"
 REPLAY = "Replay"
-
-
-class LogLevel(StrEnum):
-    CRITICAL = "critical"
-    ERROR = "error"
-    WARNING = "warning"
-    INFO = "info"
-    DEBUG = "debug"
+SCHEDULER = "Scheduler (per worker)"
+FAULTS = "Fault injection"
+METRICS = "Metrics"
 
 
 def settings_or_exit(build: Callable[[], Settings]) -> Settings:
@@ -69,30 +73,17 @@ def prepare_store(settings: Settings, model_given: bool) -> Settings:
 
 
 def serve(
-    host: str = typer.Option(
-        "127.0.0.1", envvar="DUMMY_VLLM_HOST", help="Address to bind.", rich_help_panel=SERVER
-    ),
-    port: int = typer.Option(
-        8000, envvar="DUMMY_VLLM_PORT", help="Port to bind.", rich_help_panel=SERVER
-    ),
-    workers: int = typer.Option(
-        1, envvar="DUMMY_VLLM_WORKERS", help="Sanic worker processes.", rich_help_panel=SERVER
-    ),
-    log_level: LogLevel = typer.Option(
-        LogLevel.INFO, envvar="DUMMY_VLLM_LOG_LEVEL", help="Log level.", rich_help_panel=SERVER
-    ),
+    host: str = host_option(),
+    port: int = port_option(),
+    workers: int = workers_option(),
+    log_level: LogLevel = log_level_option(),
     api_key: str | None = typer.Option(
         None,
         envvar="DUMMY_VLLM_API_KEY",
         help="Require 'Authorization: Bearer KEY' on /v1 routes (401 otherwise), as vLLM does.",
         rich_help_panel=SERVER,
     ),
-    db: Path = typer.Option(
-        DEFAULT_DB_PATH,
-        envvar="DUMMY_VLLM_DB",
-        help="SQLite database of recorded sessions.",
-        rich_help_panel=SERVER,
-    ),
+    db: Path = db_option(),
     model: str = typer.Option(
         DEFAULT_MODEL,
         "--model",
@@ -224,6 +215,68 @@ def serve(
         help="REQUESTED=RECORDED: match requests for REQUESTED against recordings of RECORDED.",
         rich_help_panel=REPLAY,
     ),
+    max_num_seqs: int | None = typer.Option(
+        None,
+        envvar="DUMMY_VLLM_MAX_NUM_SEQS",
+        help="Requests running at once; later ones wait in FIFO order and their wait shows in "
+        "TTFT. Default: no limit (vLLM's is 256). Per worker: W workers run W x this.",
+        rich_help_panel=SCHEDULER,
+    ),
+    max_waiting: int | None = typer.Option(
+        None,
+        envvar="DUMMY_VLLM_MAX_WAITING",
+        help="Requests allowed to wait; beyond, 429 (RateLimitError). Default: no limit. "
+        "Per worker.",
+        rich_help_panel=SCHEDULER,
+    ),
+    load_factor: float = typer.Option(
+        0.0,
+        envvar="DUMMY_VLLM_LOAD_FACTOR",
+        help="Stretch TTFT and ITL by 1 + F x running / max-num-seqs (256 when unset), as "
+        "batching does on a GPU. 0 = off.",
+        rich_help_panel=SCHEDULER,
+    ),
+    fault_rate: float = typer.Option(
+        0.0,
+        envvar="DUMMY_VLLM_FAULT_RATE",
+        help="Share of generation requests that get a fault (0..1), from a seeded RNG per "
+        "worker. A request can also choose one: 'X-Dummy-Fault: TYPE[;after=N][;ms=M]' or "
+        "'none'.",
+        rich_help_panel=FAULTS,
+    ),
+    fault_types: str = typer.Option(
+        ",".join(FaultSettings().types),
+        envvar="DUMMY_VLLM_FAULT_TYPES",
+        help="Faults to draw from, comma-separated: 429, 500, 503, 400 (context length), cut "
+        "(connection dropped after N tokens, no [DONE]), error-event (in-stream error, then "
+        "[DONE]), stall (a pause after N tokens), slow-first-byte (headers held back).",
+        rich_help_panel=FAULTS,
+    ),
+    fault_after_tokens: int = typer.Option(
+        FaultSettings().after_tokens,
+        envvar="DUMMY_VLLM_FAULT_AFTER_TOKENS",
+        help="Tokens sent before a cut, an error event or a stall.",
+        rich_help_panel=FAULTS,
+    ),
+    fault_stall: float = typer.Option(
+        FaultSettings().stall * 1000,
+        envvar="DUMMY_VLLM_FAULT_STALL",
+        help="Length of a stall, ms.",
+        rich_help_panel=FAULTS,
+    ),
+    fault_delay: float = typer.Option(
+        FaultSettings().delay * 1000,
+        envvar="DUMMY_VLLM_FAULT_DELAY",
+        help="How long slow-first-byte holds the response headers back, ms.",
+        rich_help_panel=FAULTS,
+    ),
+    disable_metrics: bool = typer.Option(
+        False,
+        "--disable-metrics",
+        envvar="DUMMY_VLLM_DISABLE_METRICS",
+        help="Record no metrics and do not serve /metrics (404).",
+        rich_help_panel=METRICS,
+    ),
 ) -> None:
     """Serve vLLM's OpenAI-compatible API: synthetic text on configured timing, or recorded
     sessions with their real timing (--replay)."""
@@ -261,6 +314,17 @@ def serve(
             )
             if replay
             else None,
+            metrics=not disable_metrics,
+            scheduler=SchedulerSettings(
+                max_num_seqs=max_num_seqs, max_waiting=max_waiting, load_factor=load_factor
+            ),
+            faults=FaultSettings(
+                rate=fault_rate,
+                types=parse_fault_types(fault_types),
+                after_tokens=fault_after_tokens,
+                stall=fault_stall / 1000,
+                delay=fault_delay / 1000,
+            ),
         )
     )
     settings = prepare_store(settings, model_given=model != DEFAULT_MODEL)

@@ -60,8 +60,26 @@ def model_not_found(model: str) -> APIError:
     return APIError(HTTPStatus.NOT_FOUND, f"The model `{model}` does not exist.", "NotFoundError")
 
 
+def context_length_exceeded(limit: int, prompt_len: int) -> APIError:
+    return bad_request(
+        f"This model's maximum context length is {limit} tokens. However, your request has "
+        f"{prompt_len} input tokens. Please reduce the length of the input messages."
+    )
+
+
 def internal_error(message: str) -> APIError:
     return APIError(HTTPStatus.INTERNAL_SERVER_ERROR, message, "InternalServerError")
+
+
+def service_unavailable(message: str) -> APIError:
+    # The type vLLM gives engine failures that surface as 503.
+    return APIError(HTTPStatus.SERVICE_UNAVAILABLE, message, "ServiceUnavailableError")
+
+
+def too_many_requests(message: str) -> APIError:
+    # vLLM itself never answers 429; its error types follow the openai SDK's class names
+    # (BadRequestError, NotFoundError, InternalServerError), whose 429 is RateLimitError.
+    return APIError(HTTPStatus.TOO_MANY_REQUESTS, message, "RateLimitError")
 
 
 def payload_too_large(limit: int) -> APIError:

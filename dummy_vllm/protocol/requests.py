@@ -17,7 +17,13 @@ import ujson
 
 from ..engine import Tokenizer, render_chat_prompt
 from ..settings import Limits
-from .errors import ValidationFailure, bad_request, model_not_found, value_error
+from .errors import (
+    ValidationFailure,
+    bad_request,
+    context_length_exceeded,
+    model_not_found,
+    value_error,
+)
 
 CHAT_ROUTE = "/v1/chat/completions"
 COMPLETIONS_ROUTE = "/v1/completions"
@@ -273,9 +279,10 @@ def _coerce_fields(
     """Coerce the known, non-null fields; collect every error before failing, as pydantic does."""
     values: dict[str, Any] = {}
     errors: list[dict[str, Any]] = []
-    for name, check in fields.items():
-        raw = body.get(name)
-        if raw is None:
+    # Bodies carry few fields: walk the body, not the schema.
+    for name, raw in body.items():
+        check = fields.get(name)
+        if check is None or raw is None:
             continue
         try:
             values[name] = check(raw)
@@ -320,10 +327,7 @@ def _check_context(prompt_len: int, max_tokens: int | None, served: ServedModel)
     """Return the effective max_tokens; reject what does not fit, with 0.11's messages."""
     limit = served.max_model_len
     if prompt_len >= limit:
-        raise bad_request(
-            f"This model's maximum context length is {limit} tokens. However, your request has "
-            f"{prompt_len} input tokens. Please reduce the length of the input messages."
-        )
+        raise context_length_exceeded(limit, prompt_len)
     if max_tokens is None:
         return limit - prompt_len
     if max_tokens > limit - prompt_len:

@@ -7,6 +7,7 @@ each encoder renders its constant head once and a token event is a few byte conc
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -57,6 +58,8 @@ class ChoiceOutput:
         return dumps(override)
 
     def text(self, tokenizer: Tokenizer) -> str:
+        if not self.text_overrides:
+            return "".join(map(tokenizer.piece, self.token_ids))
         return "".join(self.text_at(tokenizer, i) for i in range(len(self.token_ids)))
 
 
@@ -83,7 +86,8 @@ class RenderedChoice:
 
 def new_response_meta(prefix: str, model: str, request_id: str | None) -> ResponseMeta:
     """``cmpl-``/``chatcmpl-`` plus 32 hex (0.11), or the client's X-Request-Id."""
-    suffix = request_id if request_id else uuid.uuid4().hex
+    # 32 hex digits, as vLLM 0.11's random_uuid(); os.urandom skips uuid4's object.
+    suffix = request_id if request_id else os.urandom(16).hex()
     return ResponseMeta(id=f"{prefix}-{suffix}", created=int(time.time()), model=model)
 
 

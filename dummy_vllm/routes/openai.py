@@ -8,7 +8,6 @@ import time
 from sanic import Blueprint, HTTPResponse, Request
 from sanic.response import raw
 
-from ..emit import deliver
 from ..protocol.requests import CHAT_ROUTE, COMPLETIONS_ROUTE, decode_body
 from ..protocol.responses import JSON_CONTENT_TYPE, models_body
 from ..state import WorkerState
@@ -24,8 +23,9 @@ def _state(request: Request) -> WorkerState:
 async def _generate(request: Request, route: str) -> HTTPResponse | None:
     arrival = asyncio.get_running_loop().time()
     body = decode_body(request.body, request.headers.get("content-type"))
-    plan = _state(request).responder.respond(route, body, request.headers.get("x-request-id"))
-    return await deliver(request, plan, arrival)
+    state = _state(request)
+    plan = state.responder.respond(route, body, request.headers.get("x-request-id"))
+    return await state.pipeline.serve(request, plan, arrival)
 
 
 @openai_routes.post("/chat/completions")

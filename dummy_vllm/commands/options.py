@@ -1,0 +1,53 @@
+"""Options shared by the commands that start a server, so their flags and variables agree."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+import typer
+
+from ..settings import DEFAULT_DB_PATH
+
+SERVER = "Server"
+
+
+class LogLevel(StrEnum):
+    CRITICAL = "critical"
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+    DEBUG = "debug"
+
+
+def host_option() -> Any:
+    return typer.Option(
+        "127.0.0.1", envvar="DUMMY_VLLM_HOST", help="Address to bind.", rich_help_panel=SERVER
+    )
+
+
+def port_option() -> Any:
+    return typer.Option(
+        8000, envvar="DUMMY_VLLM_PORT", help="Port to bind.", rich_help_panel=SERVER
+    )
+
+
+def workers_option() -> Any:
+    return typer.Option(
+        1, envvar="DUMMY_VLLM_WORKERS", help="Sanic worker processes.", rich_help_panel=SERVER
+    )
+
+
+def log_level_option() -> Any:
+    return typer.Option(
+        LogLevel.INFO, envvar="DUMMY_VLLM_LOG_LEVEL", help="Log level.", rich_help_panel=SERVER
+    )
+
+
+def db_option() -> Any:
+    return typer.Option(
+        DEFAULT_DB_PATH,
+        envvar="DUMMY_VLLM_DB",
+        help="SQLite database of recorded sessions.",
+        rich_help_panel=SERVER,
+    )

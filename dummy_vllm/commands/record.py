@@ -1,0 +1,157 @@
+"""``cli.py record``: proxy to a real upstream and record every exchange into a session."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from ..settings import RecordSettings, Settings, parse_pairs
+from .options import (
+    LogLevel,
+    db_option,
+    host_option,
+    log_level_option,
+    port_option,
+    workers_option,
+)
+from .serve import settings_or_exit
+
+RECORD = "Recording"
+BATCH = "Recording without a client"
+# RecordSettings' defaults, read from an instance: slotted dataclasses keep none on the class.
+_DEFAULTS = RecordSettings(upstream="http://upstream", session="defaults")
+
+
+def record(
+    upstream: str = typer.Option(
+        ...,
+        envvar="DUMMY_VLLM_UPSTREAM",
+        help="Root URL of the OpenAI-compatible server to record, e.g. http://gpu-box:8000.",
+        rich_help_panel=RECORD,
+    ),
+    session: str = typer.Option(
+        ...,
+        envvar="DUMMY_VLLM_SESSION",
+        help="Session to record into; an existing session is appended to.",
+        rich_help_panel=RECORD,
+    ),
+    upstream_api_key: str | None = typer.Option(
+        None,
+        envvar="DUMMY_VLLM_UPSTREAM_API_KEY",
+        help="Sent upstream as 'Authorization: Bearer KEY' instead of the client's header.",
+        rich_help_panel=RECORD,
+    ),
+    header: list[str] | None = typer.Option(
+        None,
+        "--header",
+        "-H",
+        help="Extra header for the upstream, 'Name: value' (repeatable).",
+        rich_help_panel=RECORD,
+    ),
+    note: str | None = typer.Option(
+        None, help="Free text kept with a new session.", rich_help_panel=RECORD
+    ),
+    connect_timeout: float = typer.Option(
+        _DEFAULTS.connect_timeout,
+        envvar="DUMMY_VLLM_CONNECT_TIMEOUT",
+        help="Seconds to connect to the upstream (502 beyond).",
+        rich_help_panel=RECORD,
+    ),
+    read_timeout: float = typer.Option(
+        _DEFAULTS.read_timeout,
+        envvar="DUMMY_VLLM_READ_TIMEOUT",
+        help="Longest silence from the upstream, seconds, before the exchange counts as dropped.",
+        rich_help_panel=RECORD,
+    ),
+    requests: Path | None = typer.Option(
+        None,
+        "--requests",
+        help="JSON Lines of request bodies to send and record without starting a server.",
+        rich_help_panel=BATCH,
+    ),
+    concurrency: int = typer.Option(
+        4, min=1, help="Requests in flight with --requests.", rich_help_panel=BATCH
+    ),
+    host: str = host_option(),
+    port: int = port_option(),
+    workers: int = workers_option(),
+    log_level: LogLevel = log_level_option(),
+    db: Path = db_option(),
+) -> None:
+    """Proxy vLLM's OpenAI-compatible API to an upstream, recording each exchange with its
+    timing; or, with --requests, send a file of requests and record them."""
+    settings = settings_or_exit(
+        lambda: Settings(
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level.value,
+            db_path=db,
+            record=RecordSettings(
+                upstream=upstream,
+                session=session,
+                upstream_api_key=upstream_api_key,
+                extra_headers=parse_pairs(header or (), ":"),
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                note=note,
+            ),
+        )
+    )
+    from ..recording import batch  # aiohttp and Sanic only when recording really starts
+
+    calls = None
+    if requests is not None:
+        try:
+            calls = batch.read_requests(requests)
+        except batch.RequestsFileError as exc:
+            _fail(str(exc))
+    # Secrets are left out: header values only by name, the API key not at all.
+    assert settings.record is not None
+    options: dict[str, Any] = {
+        "mode": "proxy" if calls is None else "requests",
+        "connect_timeout": connect_timeout,
+        "read_timeout": read_timeout,
+        "extra_headers": [name for name, _ in settings.record.extra_headers],
+        "upstream_api_key": upstream_api_key is not None,
+    }
+    options |= {"workers": workers} if calls is None else {"concurrency": concurrency}
+    _prepare_store(settings, options)
+    if calls is None:
+        from ..server import run_server
+
+        run_server(settings)
+        return
+    summary = batch.run(settings, calls, concurrency, Console())
+    if not summary.complete:
+        _fail("no request was recorded complete", code=1)
+
+
+def _prepare_store(settings: Settings, options: dict[str, Any]) -> None:
+    """Migrate the database and ensure the session, before any worker starts."""
+    from ..recording.store import Store, StoreError, migrate
+
+    record = settings.record
+    assert record is not None
+
+    async def ensure_session() -> None:
+        async with await Store.open(settings.db_path) as store:
+            await store.ensure_session(
+                record.session, upstream=record.upstream, options=options, note=record.note
+            )
+
+    try:
+        migrate(settings.db_path)
+        asyncio.run(ensure_session())
+    except (StoreError, sqlite3.Error) as exc:
+        _fail(str(exc))
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code=code)
