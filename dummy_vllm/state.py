@@ -41,15 +41,16 @@ class WorkerState:
             limits=settings.limits,
         )
         synthetic = SyntheticModel(settings, served)
+        pipeline = Pipeline(settings)
         responder: Responder = synthetic
         if settings.replay is not None:
             from .recording.replay import ReplayResponder
 
-            responder = await ReplayResponder.load(settings, synthetic)
+            responder = await ReplayResponder.load(settings, synthetic, pipeline.metrics)
         return cls(
             settings=settings,
             served=served,
             synthetic=synthetic,
             responder=responder,
-            pipeline=Pipeline(settings),
+            pipeline=pipeline,
         )

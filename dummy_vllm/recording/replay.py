@@ -19,6 +19,7 @@ from enum import StrEnum
 from http import HTTPStatus
 from typing import Any
 
+from ..metrics import Metrics
 from ..plan import PlanEvent, ResponsePlan
 from ..protocol.errors import APIError
 from ..protocol.requests import CHAT_ROUTE, decode_body
@@ -82,7 +83,8 @@ class Recording:
     complete_offset: float
     prompt_tokens: int
     completion_tokens: int
-    content_type: str
+    # Per choice, in index order (for metrics).
+    finish_reasons: tuple[str, ...]
 
     @property
     def token_events(self) -> list[RecordedEvent]:
@@ -129,7 +131,6 @@ def prepare(exchange: StoredExchange) -> Recording:
         body = decode_body(record.request_body, "application/json") if record.request_body else {}
     except APIError:
         body = {}
-    headers = {name.lower(): value for name, value in record.response_headers.items()}
     return Recording(
         label=f"{exchange.session}#{exchange.seq}",
         route=record.path,
@@ -141,8 +142,24 @@ def prepare(exchange: StoredExchange) -> Recording:
         complete_offset=(record.complete_ns or 0) * _NS,
         prompt_tokens=record.prompt_tokens or 0,
         completion_tokens=record.completion_tokens or tokens,
-        content_type=headers.get("content-type", "application/json"),
+        finish_reasons=_finish_reasons(events, record.response_body),
     )
+
+
+def _finish_reasons(events: Sequence[RecordedEvent], body: bytes | None) -> tuple[str, ...]:
+    last: dict[int, RecordedEvent] = {}
+    for event in events:
+        if event.kind is EventKind.TOKEN:
+            last[event.index] = event
+    try:
+        choices = (
+            [_event_json(last[index].raw)["choices"][0] for index in sorted(last)]
+            if last
+            else json.loads(body or b"{}").get("choices", [])
+        )
+    except (ValueError, KeyError, IndexError, AttributeError):
+        return ()
+    return tuple(str(choice.get("finish_reason") or "stop") for choice in choices)
 
 
 @dataclass(slots=True)
@@ -308,18 +325,28 @@ def _assemble(
 class ReplayResponder:
     """The responder of replay mode; falls back to ``synthetic`` by the miss policy."""
 
-    def __init__(self, settings: Settings, index: ReplayIndex, synthetic: SyntheticModel):
+    def __init__(
+        self,
+        settings: Settings,
+        index: ReplayIndex,
+        synthetic: SyntheticModel,
+        metrics: Metrics,
+    ):
         assert settings.replay is not None
         self.replay = settings.replay
         self.index = index
         self.synthetic = synthetic
+        self.metrics = metrics
         self.scale = 0.0 if self.replay.instant else 1.0 / self.replay.speed
 
     @classmethod
-    async def load(cls, settings: Settings, synthetic: SyntheticModel) -> ReplayResponder:
+    async def load(
+        cls, settings: Settings, synthetic: SyntheticModel, metrics: Metrics
+    ) -> ReplayResponder:
         assert settings.replay is not None
         exchanges = await load_sessions(settings)
-        return cls(settings, ReplayIndex(exchanges, settings.replay, settings.seed), synthetic)
+        index = ReplayIndex(exchanges, settings.replay, settings.seed)
+        return cls(settings, index, synthetic, metrics)
 
     def respond(self, route: str, body: Mapping[str, Any], request_id: str | None) -> ResponsePlan:
         found = self.index.lookup(route, body)
@@ -328,8 +355,12 @@ class ReplayResponder:
             limit = _requested_max_tokens(route, body) if kind == "relaxed" else None
             plan = self._replay(recording, route, body, limit)
             plan.headers = {SERVED_BY_HEADER: kind}
+            plan.n = max(len(recording.finish_reasons), 1)
+            plan.max_tokens = _requested_max_tokens(route, body) or 0
+            self.metrics.replay_served(kind)
             return plan
         policy = self.replay.on_miss
+        self.metrics.replay_served(f"miss_{policy.value}")
         if policy is MissPolicy.ERROR:
             raise APIError(
                 HTTPStatus.NOT_FOUND, self.index.explain_miss(route, body), "NotFoundError"
@@ -364,6 +395,7 @@ class ReplayResponder:
                 status=recording.status,
                 prompt_tokens=recording.prompt_tokens,
                 completion_tokens=recording.completion_tokens,
+                finish_reasons=recording.finish_reasons if recording.status < 400 else (),
             )
         if not recording.streamed:
             return self._stream_from_body(recording, route, body, limit)
@@ -373,6 +405,11 @@ class ReplayResponder:
         completion_tokens = sum(e.kind is EventKind.TOKEN for e in events)
         # A cut stream's recorded usage no longer matches: rebuild it.
         rebuild_usage = completion_tokens != recording.completion_tokens
+        reasons = (
+            tuple("length" for _ in recording.finish_reasons)
+            if rebuild_usage
+            else recording.finish_reasons
+        )
         if not stream:
             return ResponsePlan(
                 stream=False,
@@ -380,6 +417,7 @@ class ReplayResponder:
                 body_offset=max(e.offset for e in events) * self.scale,
                 prompt_tokens=recording.prompt_tokens,
                 completion_tokens=completion_tokens,
+                finish_reasons=reasons,
             )
         return ResponsePlan(
             stream=True,
@@ -390,6 +428,7 @@ class ReplayResponder:
             ),
             prompt_tokens=recording.prompt_tokens,
             completion_tokens=completion_tokens,
+            finish_reasons=reasons,
         )
 
     def _stream_events(

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from dummy_vllm.engine import Tokenizer
+from dummy_vllm.metrics import Metrics
 from dummy_vllm.plan import ResponsePlan
 from dummy_vllm.protocol.errors import APIError
 from dummy_vllm.protocol.requests import CHAT_ROUTE, COMPLETIONS_ROUTE, ServedModel
@@ -27,6 +28,7 @@ from dummy_vllm.recording.replay import (
     classify,
 )
 from dummy_vllm.recording.store import ExchangeRecord, Outcome, StoredExchange
+from dummy_vllm.scheduler import Scheduler
 from dummy_vllm.settings import LatencySettings, Limits, MissPolicy, ReplaySettings, Settings
 from dummy_vllm.synthetic import SyntheticModel
 
@@ -75,7 +77,8 @@ def responder(exchanges: Iterable[StoredExchange], **replay: Any) -> ReplayRespo
     settings = Settings(model="m", replay=ReplaySettings(sessions=("s",), **replay))
     assert settings.replay is not None
     index = ReplayIndex(list(exchanges), settings.replay, seed=0)
-    return ReplayResponder(settings, index, SyntheticModel(settings, SERVED))
+    metrics = Metrics(settings, Scheduler(settings.scheduler))
+    return ReplayResponder(settings, index, SyntheticModel(settings, SERVED), metrics)
 
 
 def stream_of(plan: ResponsePlan) -> list[tuple[float, bytes]]:

@@ -94,6 +94,9 @@ def test_replay_through_the_openai_sdk(
     )
     assert unseen.usage is not None
     assert unseen.usage.completion_tokens == 3
+    scrape = httpx.get(f"{server.url}/metrics").text
+    assert 'dummy_vllm:replay_requests_total{kind="exact"} 2.0' in scrape
+    assert 'dummy_vllm:replay_requests_total{kind="miss_synthetic"} 1.0' in scrape
 
 
 def run_serve(*args: str) -> subprocess.CompletedProcess[str]:
