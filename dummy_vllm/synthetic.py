@@ -41,6 +41,8 @@ from .protocol.responses import (
 )
 from .settings import Settings
 
+# Handed out when nothing will be drawn (no jitter, no EOS rate): never consumed.
+_NO_DRAWS = random.Random(0)
 # (rng, prompt tokens, token steps) -> offset of each step, seconds: the latency model's shape.
 Timing = Callable[[random.Random, int, int], list[float]]
 
@@ -161,8 +163,10 @@ class SyntheticModel:
     ) -> Generation:
         """Outputs for every prompt x n choices, indexed prompt-major as vLLM does."""
         base_seed = params.seed if params.seed is not None else self._prompt_seed(prompts)
-        rng = random.Random(base_seed)
         eos_rate = 0.0 if params.ignore_eos else self.settings.eos_rate
+        # Seeding a Random costs more than the rest of a short request: only when drawn from.
+        draws = eos_rate > 0 or timing is not None or self.latency.draws
+        rng = random.Random(base_seed) if draws else _NO_DRAWS
         choices: list[ChoiceOutput] = []
         for prompt_index, prompt in enumerate(prompts):
             for sample in range(params.n):

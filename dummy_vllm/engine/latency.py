@@ -50,6 +50,11 @@ class LatencyModel:
         self._ttft_sampler = _sampler(settings.ttft, settings.ttft_jitter, settings.distribution)
         self._itl_sampler = _sampler(settings.itl, settings.itl_jitter, settings.distribution)
 
+    @property
+    def draws(self) -> bool:
+        """Whether ``token_offsets`` consumes random numbers (jitter is on)."""
+        return self._ttft_sampler is not None or self._itl_sampler is not None
+
     def token_offsets(self, rng: random.Random, prompt_tokens: int, count: int) -> list[float]:
         """Seconds after the request's arrival at which each of ``count`` tokens is due.
 
