@@ -51,6 +51,7 @@ def _options(
         server_cpu=cpus[0] if pinned else None,
         loadgen_cpu=cpus[1] if pinned else None,
         log_dir=log_dir,
+        idle_wait_s=args.idle_wait,
     )
 
 
@@ -121,6 +122,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=2.0)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--no-pin", action="store_true")
+    p.add_argument(
+        "--idle-wait",
+        type=float,
+        default=60.0,
+        help="before each run, wait up to this long for the machine to be idle (0: do not)",
+    )
     p.add_argument("--results", type=Path, help="write the markdown table here (default: stdout)")
     return p.parse_args(argv)
 

@@ -15,6 +15,7 @@ import os
 import platform
 import resource
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -225,24 +226,13 @@ def run_target(sc: Scenario, target: str, opts: Options) -> dict[str, Any]:
         server.stop()
     w0, w1 = load["window_monotonic"]
     server_cpu = sampler.cpu_between(w0, w1) / (w1 - w0) if w1 > w0 else 0.0
-    load_share = load["loadgen_cpu_share"]
-    result: dict[str, Any] = {
-        "server_core_busy": None,
-        "loadgen_core_busy": None,
-        "foreign_cpu_share": None,
-    }
-    foreign = 0.0
-    for name, core, own in (
-        ("server_core_busy", opts.server_cpu, server_cpu),
-        ("loadgen_core_busy", opts.loadgen_cpu, load_share + harness_share),
+    result: dict[str, Any] = {}
+    for name, core in (
+        ("server_core_busy", opts.server_cpu),
+        ("loadgen_core_busy", opts.loadgen_cpu),
     ):
         shares = None if core is None else sampler.core_between(core, w0, w1)
-        if shares is not None:
-            result[name] = shares[0]
-            # Core time our own processes do not account for: other programs on the machine,
-            # which make the figures unreliable.
-            foreign += max(0.0, shares[0] - own)
-            result["foreign_cpu_share"] = foreign
+        result[name] = None if shares is None else shares[0]
     result |= {
         "cmd": cmd,
         "startup_s": startup_s,
@@ -254,8 +244,20 @@ def run_target(sc: Scenario, target: str, opts: Options) -> dict[str, Any]:
         "machine_busy_before": busy_before,
         "load": load,
     }
+    result["foreign_cpu_share"] = foreign_share(result)
     _say(f"{sc.key} {target}: {_one_line(sc, result)}")
     return result
+
+
+def foreign_share(r: dict[str, Any]) -> float | None:
+    """Core time that our own processes (servers, client, harness) do not account for: other
+    programs on the machine, which make the figures unreliable. None when not pinned."""
+    server_core, client_core = r.get("server_core_busy"), r.get("loadgen_core_busy")
+    if server_core is None or client_core is None or "load" not in r:
+        return None
+    client_own = float(r["load"]["loadgen_cpu_share"]) + float(r.get("harness_cpu_share", 0.0))
+    server_own = float(r["server_cpu_share"])
+    return max(0.0, float(server_core) - server_own) + max(0.0, float(client_core) - client_own)
 
 
 def _one_line(sc: Scenario, r: dict[str, Any]) -> str:
@@ -438,9 +440,9 @@ def _figures(sc: Scenario) -> list[tuple[str, tuple[str, ...], Any]]:
         ]
     f += [
         ("server processes CPU (user+sys, of one core)", ("server_cpu_share",), _pct),
-        ("server core busy (incl. softirq)", ("server_core_busy",), _pct),
+        ("server core busy (whole CPU)", ("server_core_busy",), _pct),
         ("load-generator process CPU (user+sys, of one core)", ("load", "loadgen_cpu_share"), _pct),
-        ("load-generator core busy (incl. softirq)", ("loadgen_core_busy",), _pct),
+        ("load-generator core busy (whole CPU)", ("loadgen_core_busy",), _pct),
         ("load-generator loop lag p99", ("load", "loadgen_loop_lag", "p99_ms"), _ms_str),
         ("load-generator loop lag max", ("load", "loadgen_loop_lag", "max_abs_err_ms"), _ms_str),
         ("other programs' CPU (should be ~0)", ("foreign_cpu_share",), _pct),
@@ -500,7 +502,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         for label, path, fmt in _figures(sc):
             s = _get(runs, key, "server", *path)
             r = _get(runs, key, "reference", *path)
-            out.append(f"| {label} | {fmt(s)} | {fmt(r)} | {_ratio(s, r)} |")
+            ratio = "" if path == ("foreign_cpu_share",) else _ratio(s, r)
+            out.append(f"| {label} | {fmt(s)} | {fmt(r)} | {ratio} |")
         for target in TARGETS:
             err = _get(runs, key, target, "error")
             if err:
@@ -574,11 +577,38 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         type=Path,
         help="markdown report path (default benchmarks/RESULTS.md, written only by a full run)",
     )
+    p.add_argument(
+        "--render",
+        type=Path,
+        metavar="RAW_JSON",
+        help="measure nothing: rebuild the report from a raw file (to --results, else stdout)",
+    )
     return p.parse_args(argv)
+
+
+def rerender(raw_path: Path, results: Path | None) -> int:
+    """Rebuild the derived parts of a raw file and its report, without measuring again."""
+    doc = json.loads(raw_path.read_text())
+    for per_target in doc["runs"].values():
+        for r in per_target.values():
+            if "load" in r:
+                r["foreign_cpu_share"] = foreign_share(r)
+    doc["verdicts"] = verdicts(doc["runs"])
+    doc["notes"] = auto_notes(doc["runs"])
+    raw_path.write_text(json.dumps(doc, indent=2) + "\n")
+    markdown = render_markdown(doc)
+    if results is None:
+        print(markdown)
+    else:
+        results.write_text(markdown)
+        _say(f"wrote {results} from {raw_path}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.render:
+        return rerender(args.render, args.results)
     keys = [k.strip().upper() for k in args.scenarios.split(",") if k.strip()]
     unknown = [k for k in keys if k not in SCENARIOS]
     if unknown:
@@ -632,6 +662,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             except (ServerError, RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
                 _say(f"{sc.key} {target}: FAILED: {exc}")
                 runs[sc.key][target] = {"error": str(exc)}
+
+    if any("error" in r for per_target in runs.values() for r in per_target.values()):
+        _say(f"server logs kept in {log_dir}")
+    else:
+        shutil.rmtree(log_dir, ignore_errors=True)
 
     raw_dir = BENCH / "raw"
     raw_dir.mkdir(exist_ok=True)
