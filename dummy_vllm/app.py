@@ -6,6 +6,7 @@ needs is built in ``before_server_start`` and lives on ``app.ctx``.
 
 from __future__ import annotations
 
+import gc
 import hmac
 import logging
 from http import HTTPStatus
@@ -68,6 +69,9 @@ def create_app(settings: Settings) -> App:
     @app.before_server_start
     async def build_worker_state(app: App) -> None:
         app.ctx.state = await WorkerState.create(settings)
+        # What exists now (Sanic, the corpus, loaded recordings) lives as long as the worker:
+        # kept out of the collector, a full collection no longer stalls every stream.
+        gc.freeze()
 
     return app
 
