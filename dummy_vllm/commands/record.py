@@ -111,8 +111,8 @@ def record(
             calls = batch.read_requests(requests)
         except batch.RequestsFileError as exc:
             _fail(str(exc))
-    # Secrets are left out: header values only by name, the API key not at all.
     assert settings.record is not None
+    # Secrets are left out: header values only by name, the API key not at all.
     options: dict[str, Any] = {
         "mode": "proxy" if calls is None else "requests",
         "connect_timeout": connect_timeout,

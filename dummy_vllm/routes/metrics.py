@@ -28,7 +28,8 @@ async def scrape(request: Request) -> HTTPResponse:
 def install_metrics(app: Sanic[Config, SimpleNamespace]) -> None:
     app.blueprint(metrics_routes)
 
-    async def count_response(request: Request, response: BaseHTTPResponse) -> None:
+    # Synchronous: Sanic then skips a coroutine per response.
+    def count_response(request: Request, response: BaseHTTPResponse) -> None:
         _metrics(request).http_response(request.uri_template, response.status)
 
     app.register_middleware(count_response, "response")
