@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import json
 import random
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -28,6 +27,7 @@ from dummy_vllm.recording.replay import (
     classify,
 )
 from dummy_vllm.recording.store import ExchangeRecord, Outcome, StoredExchange
+from dummy_vllm.recording.synthetic_session import exchange_from_plan
 from dummy_vllm.scheduler import Scheduler
 from dummy_vllm.settings import LatencySettings, Limits, MissPolicy, ReplaySettings, Settings
 from dummy_vllm.synthetic import SyntheticModel
@@ -45,31 +45,7 @@ CHAT = {"model": "m", "messages": [{"role": "user", "content": "record me"}], "m
 
 def record(route: str, body: dict[str, Any], seq: int = 1) -> StoredExchange:
     """Run ``body`` through the synthetic upstream and store what a recorder would store."""
-    plan = UPSTREAM.respond(route, body, None)
-    if plan.stream:
-        events = [(round(e.offset * 1e9), e.data) for e in plan.events]
-        complete_ns, response_body = events[-1][0], None
-    else:
-        events, complete_ns, response_body = [], round(plan.body_offset * 1e9), plan.body
-    exchange = ExchangeRecord(
-        method="POST",
-        path=route,
-        request_body=json.dumps(body).encode(),
-        match_key=canonical_key(route, body),
-        relaxed_key=relaxed_key(route, body),
-        request_headers={},
-        status=200,
-        response_headers={"content-type": "application/json"},
-        streamed=plan.stream,
-        outcome=Outcome.COMPLETE,
-        created=time.time(),
-        response_body=response_body,
-        first_byte_ns=events[0][0] if events else complete_ns,
-        complete_ns=complete_ns,
-        prompt_tokens=plan.prompt_tokens,
-        completion_tokens=plan.completion_tokens,
-        events=events,
-    )
+    exchange = exchange_from_plan(route, body, UPSTREAM.respond(route, body, None))
     return StoredExchange(id=seq, session="s", seq=seq, record=exchange)
 
 
