@@ -1,0 +1,93 @@
+"""Record from a live synthetic upstream with the real recorder, then replay the session."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from dummy_vllm.recording.store import Store, StoredExchange
+
+from ..conftest import REPO, LiveServer
+
+CHAT = {
+    "model": "m",
+    "messages": [{"role": "user", "content": "round trip"}],
+    "max_tokens": 10,
+    "n": 2,
+    "stream": True,
+}
+COMPLETION = {"model": "m", "prompt": "round trip", "max_tokens": 6}
+
+
+def stored(db: Path) -> list[StoredExchange]:
+    async def load() -> list[StoredExchange]:
+        async with await Store.open(db) as store:
+            return await store.load_exchanges(["rt"])
+
+    return asyncio.run(load())
+
+
+def test_recorded_session_replays_byte_identical_on_recorded_offsets(
+    start_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    upstream = start_server("--model", "m", "--ttft-delay", "60", "--token-delay", "15")
+    db = tmp_path / "rt.db"
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text(json.dumps(CHAT) + "\n" + json.dumps(COMPLETION) + "\n")
+    recorded = subprocess.run(
+        [
+            sys.executable,
+            "cli.py",
+            "record",
+            "--upstream",
+            upstream.url,
+            "--session",
+            "rt",
+            "--db",
+            str(db),
+            "--requests",
+            str(requests),
+            "--concurrency",
+            "2",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert recorded.returncode == 0, recorded.stderr
+    exchanges = {x.record.path: x.record for x in stored(db)}
+    chat, completion = exchanges["/v1/chat/completions"], exchanges["/v1/completions"]
+    assert chat.streamed
+    assert len(chat.events) == 2 + 20 + 1
+
+    replay = start_server("--replay", "rt", "--db", str(db))
+    with httpx.Client(timeout=30) as client:
+        client.get(f"{replay.url}/health")
+        start = time.perf_counter()
+        arrivals: list[tuple[float, bytes]] = []
+        with client.stream("POST", f"{replay.url}/v1/chat/completions", json=CHAT) as response:
+            buffer = b""
+            for chunk in response.iter_raw():
+                now = time.perf_counter() - start
+                buffer += chunk
+                while b"\n\n" in buffer:
+                    event, buffer = buffer.split(b"\n\n", 1)
+                    arrivals.append((now, event + b"\n\n"))
+        body = client.post(f"{replay.url}/v1/completions", json=COMPLETION)
+    assert [raw for _, raw in arrivals] == [raw for _, raw in chat.events]
+    errors_ms = [
+        (at - ns * 1e-9) * 1000 for (at, _), (ns, _) in zip(arrivals, chat.events, strict=True)
+    ]
+    assert min(errors_ms) >= -2, errors_ms
+    assert statistics.median(errors_ms) <= 10, errors_ms
+    assert body.content == completion.response_body
+    assert body.headers["x-dummy-vllm-replay"] == "exact"
