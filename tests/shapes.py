@@ -1,10 +1,15 @@
-"""Helpers to compare JSON shapes (key order, nesting, nulls) with real vLLM captures."""
+"""Helpers to read responses and compare their shapes (key order, nesting, nulls) and timing
+with real vLLM captures and recordings."""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 
 def shape(value: Any) -> Any:
@@ -37,3 +42,27 @@ def capture_events(path: Path) -> list[dict[str, Any]]:
         if line.startswith("data: {"):
             events.append(json.loads(line[len("data: ") :]))
     return events
+
+
+def timed_events(
+    client: httpx.Client, url: str, body: dict[str, Any]
+) -> tuple[httpx.Headers, list[tuple[float, bytes]]]:
+    """POST a streaming request; each raw SSE event with its arrival, seconds after sending."""
+    arrivals: list[tuple[float, bytes]] = []
+    start = time.perf_counter()
+    with client.stream("POST", url, json=body) as response:
+        buffer = b""
+        for chunk in response.iter_raw():
+            now = time.perf_counter() - start
+            buffer += chunk
+            while b"\n\n" in buffer:
+                event, buffer = buffer.split(b"\n\n", 1)
+                arrivals.append((now, event + b"\n\n"))
+    return response.headers, arrivals
+
+
+def arrival_errors_ms(
+    arrivals: list[tuple[float, bytes]], recorded: Sequence[tuple[int, bytes]]
+) -> list[float]:
+    """Arrival minus recorded offset (ns) of each event, in ms."""
+    return [(at - ns * 1e-9) * 1000 for (at, _), (ns, _) in zip(arrivals, recorded, strict=True)]

@@ -7,7 +7,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import httpx
 from dummy_vllm.recording.store import Store, StoredExchange
 
 from ..conftest import REPO, LiveServer
+from ..shapes import arrival_errors_ms, timed_events
 
 CHAT = {
     "model": "m",
@@ -72,21 +72,10 @@ def test_recorded_session_replays_byte_identical_on_recorded_offsets(
     replay = start_server("--replay", "rt", "--db", str(db))
     with httpx.Client(timeout=30) as client:
         client.get(f"{replay.url}/health")
-        start = time.perf_counter()
-        arrivals: list[tuple[float, bytes]] = []
-        with client.stream("POST", f"{replay.url}/v1/chat/completions", json=CHAT) as response:
-            buffer = b""
-            for chunk in response.iter_raw():
-                now = time.perf_counter() - start
-                buffer += chunk
-                while b"\n\n" in buffer:
-                    event, buffer = buffer.split(b"\n\n", 1)
-                    arrivals.append((now, event + b"\n\n"))
+        _, arrivals = timed_events(client, f"{replay.url}/v1/chat/completions", CHAT)
         body = client.post(f"{replay.url}/v1/completions", json=COMPLETION)
     assert [raw for _, raw in arrivals] == [raw for _, raw in chat.events]
-    errors_ms = [
-        (at - ns * 1e-9) * 1000 for (at, _), (ns, _) in zip(arrivals, chat.events, strict=True)
-    ]
+    errors_ms = arrival_errors_ms(arrivals, chat.events)
     assert min(errors_ms) >= -2, errors_ms
     assert statistics.median(errors_ms) <= 10, errors_ms
     assert body.content == completion.response_body

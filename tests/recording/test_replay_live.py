@@ -8,7 +8,6 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from dummy_vllm.protocol.requests import CHAT_ROUTE, COMPLETIONS_ROUTE
 from dummy_vllm.recording.store import Store, StoredExchange, migrate
 
 from ..conftest import REPO, LiveServer
+from ..shapes import arrival_errors_ms, timed_events
 from .test_replay import CHAT, record
 
 
@@ -56,21 +56,10 @@ def test_replayed_stream_arrives_on_recorded_offsets(
     expected = exchanges[0].record.events
     with httpx.Client(timeout=30) as client:
         client.get(f"{server.url}/health")
-        start = time.perf_counter()
-        arrivals: list[tuple[float, bytes]] = []
-        with client.stream("POST", f"{server.url}/v1/chat/completions", json=body) as response:
-            assert response.headers["x-dummy-vllm-replay"] == "exact"
-            buffer = b""
-            for chunk in response.iter_raw():
-                now = time.perf_counter() - start
-                buffer += chunk
-                while b"\n\n" in buffer:
-                    event, buffer = buffer.split(b"\n\n", 1)
-                    arrivals.append((now, event + b"\n\n"))
+        headers, arrivals = timed_events(client, f"{server.url}/v1/chat/completions", body)
+    assert headers["x-dummy-vllm-replay"] == "exact"
     assert [raw for _, raw in arrivals] == [raw for _, raw in expected]
-    errors_ms = [
-        (at - ns * 1e-9) * 1000 for (at, _), (ns, _) in zip(arrivals, expected, strict=True)
-    ]
+    errors_ms = arrival_errors_ms(arrivals, expected)
     assert min(errors_ms) >= -2, errors_ms
     assert statistics.median(errors_ms) <= 10, errors_ms
     assert max(errors_ms) <= 80, errors_ms
