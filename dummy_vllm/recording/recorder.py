@@ -26,7 +26,6 @@ Failures and what the client sees:
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import re
@@ -404,9 +403,6 @@ def install_recorder(app: App, settings: Settings) -> None:
     @app.before_server_start
     async def open_recorder(app: App) -> None:
         app.ctx.recorder = await Recorder.open(record_settings, settings.db_path)
-        # Start-up objects (Sanic, aiohttp, their imports) live as long as the worker: kept out
-        # of the collector, a full collection no longer stalls every stream for milliseconds.
-        gc.freeze()
 
     @app.after_server_start
     async def describe_upstream(app: App) -> None:
