@@ -86,9 +86,11 @@ class Recording:
     # Per choice, in index order (for metrics).
     finish_reasons: tuple[str, ...]
 
-    @property
-    def token_events(self) -> list[RecordedEvent]:
-        return [event for event in self.events if event.kind is EventKind.TOKEN]
+    # Derived from ``events`` once, at load: the miss-profile and cut paths read it per request.
+    token_events: list[RecordedEvent] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.token_events = [event for event in self.events if event.kind is EventKind.TOKEN]
 
 
 def classify(raw: bytes) -> tuple[EventKind, int]:
@@ -200,6 +202,10 @@ class ReplayIndex:
             )
             exact.setdefault(key, []).append(recording)
             relaxed.setdefault(exchange.record.relaxed_key, []).append(recording)
+        # Recordings whose timing can stand in for a miss (profile policy), chosen once.
+        self._timing_candidates = [
+            r for r in self.recordings if r.streamed and len(r.token_events) >= 2 and r.status < 400
+        ]
         rng = random.Random(seed)
         self._exact = {k: _Choices(v, start=rng.randrange(len(v))) for k, v in exact.items()}
         self._relaxed = {k: _Choices(v, start=rng.randrange(len(v))) for k, v in relaxed.items()}
@@ -232,9 +238,7 @@ class ReplayIndex:
 
     def nearest_timing(self, prompt_tokens: int, output_tokens: int) -> Recording | None:
         """The streamed recording most alike in prompt and output length (log scale)."""
-        candidates = [
-            r for r in self.recordings if r.streamed and len(r.token_events) >= 2 and r.status < 400
-        ]
+        candidates = self._timing_candidates
         if not candidates:
             return None
 
