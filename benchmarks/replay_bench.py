@@ -25,12 +25,12 @@ from typing import Any
 
 from benchmarks.loadgen import LoadSpec
 from benchmarks.procs import free_port
+from benchmarks.synthetic_session import exchange_from_plan
 from dummy_vllm.engine import Tokenizer
 from dummy_vllm.protocol.requests import CHAT_ROUTE, ServedModel
 from dummy_vllm.recording.replay import ReplayIndex, load_sessions
 from dummy_vllm.recording.store import Store, migrate
-from dummy_vllm.recording.synthetic_session import exchange_from_plan
-from dummy_vllm.settings import LatencySettings, Limits, ReplaySettings, Settings
+from dummy_vllm.settings import LatencySettings, Limits, ReplaySettings, SyntheticSettings
 from dummy_vllm.synthetic import SyntheticModel
 
 REPO = Path(__file__).resolve().parent.parent
@@ -39,11 +39,9 @@ TTFT_MS, ITL_MS, TOKENS, STREAMS = 100.0, 20.0, 100, 64
 
 
 def upstream() -> SyntheticModel:
-    settings = Settings(
-        model=MODEL, latency=LatencySettings(ttft=TTFT_MS / 1000, itl=ITL_MS / 1000)
-    )
+    settings = SyntheticSettings(latency=LatencySettings(ttft=TTFT_MS / 1000, itl=ITL_MS / 1000))
     served = ServedModel(MODEL, MODEL, 4096, Tokenizer(), Limits())
-    return SyntheticModel(settings, served)
+    return SyntheticModel(settings, served, seed=0)
 
 
 def write_session(db: Path, bodies: list[dict[str, Any]]) -> int:
@@ -71,12 +69,11 @@ def measure_load(scratch: Path) -> dict[str, float]:
     )
     bodies = [{**base, "seed": i} for i in range(1000)]
     events = write_session(db, bodies)
-    settings = Settings(model=MODEL, db_path=db, replay=ReplaySettings(sessions=("bench",)))
-    assert settings.replay is not None
+    replay = ReplaySettings(sessions=("bench",))
     start = time.perf_counter()
-    exchanges = asyncio.run(load_sessions(settings))
+    exchanges = asyncio.run(load_sessions(replay.sessions, db))
     loaded = time.perf_counter()
-    ReplayIndex(exchanges, settings.replay, seed=0)
+    ReplayIndex(exchanges, replay, seed=0)
     indexed = time.perf_counter()
     return {"events": events, "load_s": loaded - start, "total_s": indexed - start}
 

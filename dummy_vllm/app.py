@@ -1,7 +1,8 @@
 """The Sanic application factory.
 
-Sanic workers are spawned processes that each call ``create_app(settings)``; anything a worker
-needs is built in ``before_server_start`` and lives on ``app.ctx``.
+Sanic workers are spawned processes that each call ``create_app(settings)``. The mode is chosen
+here, once: its routes are registered and its listeners build what a worker serves with into
+the typed ``app.ctx`` (``context.WorkerContext``) before the worker accepts connections.
 """
 
 from __future__ import annotations
@@ -9,14 +10,20 @@ from __future__ import annotations
 import gc
 import hmac
 import logging
+import os
+import zlib
 from http import HTTPStatus
-from types import SimpleNamespace
+from typing import cast
 
 from sanic import HTTPResponse, Request, Sanic
-from sanic.config import Config
 from sanic.exceptions import MethodNotAllowed, NotFound, PayloadTooLarge, SanicException
 from sanic.response import raw
 
+from .context import App, WorkerContext, WorkerRequest
+from .engine import Tokenizer
+from .faults import FaultInjector
+from .metrics import Metrics
+from .pipeline import Pipeline
 from .protocol.errors import (
     METHOD_NOT_ALLOWED_BODY,
     NOT_FOUND_BODY,
@@ -25,12 +32,15 @@ from .protocol.errors import (
     internal_error,
     payload_too_large,
 )
+from .protocol.requests import ServedModel
 from .protocol.responses import JSON_CONTENT_TYPE
 from .routes.metrics import install_metrics
 from .routes.openai import openai_routes
+from .routes.record import install_recording
 from .routes.system import probe_routes, system_routes
-from .settings import Settings
-from .state import WorkerState
+from .scheduler import Scheduler
+from .settings import RecordSettings, SchedulerSettings, Settings
+from .synthetic import SyntheticModel
 
 APP_NAME = "dummy_vllm"
 # A slow stream (long TTFT, slowed replay, long generations) must not be cut by Sanic.
@@ -40,26 +50,22 @@ KEEP_ALIVE_TIMEOUT_SECONDS = 5
 
 logger = logging.getLogger("dummy_vllm")
 
-App = Sanic[Config, SimpleNamespace]
-
 
 def create_app(settings: Settings) -> App:
-    app: App = Sanic(APP_NAME)
+    # Sanic types request_class as its default Request; ours only narrows what ctx holds.
+    request_class = cast("type[Request]", WorkerRequest)
+    app: App = Sanic(APP_NAME, ctx=WorkerContext(), request_class=request_class)
     app.config.REQUEST_MAX_SIZE = settings.limits.max_body_bytes
     app.config.RESPONSE_TIMEOUT = RESPONSE_TIMEOUT_SECONDS
     app.config.KEEP_ALIVE_TIMEOUT = KEEP_ALIVE_TIMEOUT_SECONDS
     app.config.NOISY_EXCEPTIONS = False
     app.config.MOTD = False
     app.config.ACCESS_LOG = settings.log_level.lower() == "debug"
-    app.ctx.settings = settings
     app.blueprint(probe_routes)
     if settings.record is not None:
-        from .recording.recorder import install_recorder
-
-        install_recorder(app, settings)
+        _record_upstream(app, settings.record, settings)
     else:
-        app.blueprint(openai_routes)
-        app.blueprint(system_routes)
+        _serve_model(app, settings)
     _install_error_handlers(app, settings)
     if settings.metrics:
         install_metrics(app)
@@ -67,13 +73,65 @@ def create_app(settings: Settings) -> App:
         _install_api_key_check(app, settings.api_key)
 
     @app.before_server_start
-    async def build_worker_state(app: App) -> None:
-        app.ctx.state = await WorkerState.create(settings)
-        # What exists now (Sanic, the corpus, loaded recordings) lives as long as the worker:
-        # kept out of the collector, a full collection no longer stalls every stream.
+    async def freeze(app: App) -> None:
+        # Registered last, so it runs after the mode built its state: what exists now (Sanic,
+        # the corpus, loaded recordings) lives as long as the worker. Kept out of the
+        # collector, a full collection no longer stalls every stream.
         gc.freeze()
 
+    @app.before_server_stop
+    async def stop_background(app: App) -> None:
+        for task in app.ctx.background:
+            task.cancel()
+
     return app
+
+
+def _metrics(settings: Settings, scheduler: Scheduler) -> Metrics:
+    return Metrics(settings, scheduler)
+
+
+def _serve_model(app: App, settings: Settings) -> None:
+    """Synthetic and replay modes: the model answers the generation and system routes."""
+    app.blueprint(openai_routes)
+    app.blueprint(system_routes)
+    replay = settings.replay
+
+    @app.before_server_start
+    async def build_model(app: App) -> None:
+        ctx = app.ctx
+        served = ServedModel(
+            name=settings.model,
+            root=settings.root,
+            max_model_len=settings.max_model_len,
+            tokenizer=Tokenizer(),
+            limits=settings.limits,
+        )
+        scheduler = Scheduler(settings.scheduler)
+        ctx.metrics = metrics = _metrics(settings, scheduler)
+        # Each worker draws its own reproducible fault sequence.
+        worker = os.environ.get("SANIC_WORKER_NAME", "")
+        faults = FaultInjector(settings.faults, zlib.crc32(worker.encode(), settings.seed))
+        ctx.pipeline = Pipeline(scheduler, metrics, faults, settings.max_model_len)
+        ctx.served = served
+        synthetic = SyntheticModel(settings.synthetic, served, settings.seed)
+        if replay is None:
+            ctx.responder = synthetic
+            return
+        from .recording.replay import ReplayResponder
+
+        ctx.responder = await ReplayResponder.load(
+            replay, settings.db_path, settings.seed, synthetic, metrics
+        )
+
+
+def _record_upstream(app: App, record: RecordSettings, settings: Settings) -> None:
+    """Record mode: the upstream answers; metrics count requests only (nothing is scheduled)."""
+    install_recording(app, record, settings.db_path)
+
+    @app.before_server_start
+    async def build_metrics(app: App) -> None:
+        app.ctx.metrics = _metrics(settings, Scheduler(SchedulerSettings()))
 
 
 def _json(body: bytes, status: int) -> HTTPResponse:

@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 from sanic import HTTPResponse, Request
 from sanic.response import raw
 
 from .plan import ResponsePlan
-from .protocol.responses import JSON_CONTENT_TYPE, SSE_CONTENT_TYPE
+from .protocol.responses import JSON_CONTENT_TYPE
+from .protocol.sse import SSE_CONTENT_TYPE
 
+# Whatever the app and its context: the emitter only writes to the connection.
+AnyRequest = Request[Any, Any]
 # Bound on one write when many events are due at once (instant mode, large n).
 MAX_WRITE_BYTES = 64 * 1024
 # A dropped connection cancels the handler once its buffer is flushed; Sanic aborts a
@@ -49,7 +53,7 @@ async def sleep_until(deadline: float) -> None:
 
 
 async def deliver(
-    request: Request, plan: ResponsePlan, start: float, delivery: Delivery
+    request: AnyRequest, plan: ResponsePlan, start: float, delivery: Delivery
 ) -> HTTPResponse | None:
     """Answer ``request`` with ``plan``, its offsets counted from ``start`` (loop time)."""
     try:
@@ -75,7 +79,7 @@ async def deliver(
 
 
 async def stream_events(
-    request: Request, plan: ResponsePlan, start: float, delivery: Delivery
+    request: AnyRequest, plan: ResponsePlan, start: float, delivery: Delivery
 ) -> None:
     if plan.headers_offset:
         await sleep_until(start + plan.headers_offset)
@@ -114,7 +118,7 @@ async def stream_events(
     delivery.complete = True
 
 
-async def drop_connection(request: Request) -> None:
+async def drop_connection(request: AnyRequest) -> None:
     """Close the connection without ending the response, as a crashed server would."""
     # Sanic flushes what was written, closes, then cancels this handler from connection_lost.
     request.protocol.close()

@@ -23,7 +23,7 @@ from .protocol.errors import (
     service_unavailable,
     too_many_requests,
 )
-from .protocol.responses import DONE_EVENT
+from .protocol.sse import DONE_EVENT
 from .settings import FaultSettings, FaultType
 
 FAULT_HEADER = "X-Dummy-Fault"

@@ -4,46 +4,44 @@ scheduler's limits and load, timed delivery, and the metrics of what the client 
 from __future__ import annotations
 
 import asyncio
-import os
-import zlib
 
-from sanic import HTTPResponse, Request
+from sanic import HTTPResponse
 
-from .emit import Delivery, deliver
+from .emit import AnyRequest, Delivery, deliver
 from .faults import FAULT_HEADER, FaultInjector
 from .metrics import Metrics
 from .plan import ResponsePlan
 from .scheduler import Scheduler, stretched
-from .settings import Settings
 
 
 class Pipeline:
     """One per worker."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.scheduler = Scheduler(settings.scheduler)
-        self.metrics = Metrics(settings, self.scheduler)
-        # Each worker draws its own reproducible fault sequence.
-        worker = os.environ.get("SANIC_WORKER_NAME", "")
-        self.faults = FaultInjector(settings.faults, zlib.crc32(worker.encode(), settings.seed))
+    def __init__(
+        self, scheduler: Scheduler, metrics: Metrics, faults: FaultInjector, max_model_len: int
+    ) -> None:
+        self.scheduler = scheduler
+        self.metrics = metrics
+        self.faults = faults
+        # The context length a context-length fault reports.
+        self.max_model_len = max_model_len
 
     async def serve(
-        self, request: Request, plan: ResponsePlan, arrival: float
+        self, request: AnyRequest, plan: ResponsePlan, arrival: float
     ) -> HTTPResponse | None:
         """Answer ``request`` with ``plan`` once the scheduler admits it; offsets count from
         admission, so time spent waiting shows in the client's TTFT."""
         fault = self.faults.choose(request.headers.get(FAULT_HEADER))
         if fault is not None:
             self.metrics.fault_injected(fault.kind)
-            error = fault.error(self.settings.max_model_len)
+            error = fault.error(self.max_model_len)
             if error is not None:
                 raise error
         scheduler = self.scheduler
         await scheduler.acquire()
         try:
             admitted = asyncio.get_running_loop().time()
-            if self.settings.scheduler.load_factor:
+            if scheduler.settings.load_factor:
                 plan = stretched(plan, scheduler.load_multiplier())
             if fault is not None:
                 plan = fault.apply(plan)

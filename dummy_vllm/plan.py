@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 # The finish reason of an answer that never finished (client gone, injected fault), as vLLM's.
 ABORTED = "abort"
@@ -45,3 +45,11 @@ class ResponsePlan:
     # Injected faults: headers held back this long; the connection dropped after the last event.
     headers_offset: float = 0.0
     drop_connection: bool = False
+
+
+class Responder(Protocol):
+    """Turns a decoded generation request into a plan: synthetic or replayed."""
+
+    def respond(
+        self, route: str, body: Mapping[str, Any], request_id: str | None
+    ) -> ResponsePlan: ...

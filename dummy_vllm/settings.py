@@ -49,9 +49,20 @@ class LatencySettings:
             if not value >= 0.0 or value == float("inf"):
                 raise SettingsError(f"{name} must be a finite number >= 0, got {value!r}")
 
-    @property
-    def is_instant(self) -> bool:
-        return self.ttft == 0.0 and self.itl == 0.0 and self.prefill_per_token == 0.0
+
+@dataclass(frozen=True, slots=True)
+class SyntheticSettings:
+    """What synthetic mode generates and when (replay's misses are answered the same way)."""
+
+    latency: LatencySettings = field(default_factory=LatencySettings)
+    # Probability that each generated token is EOS (geometric output lengths); 0 = full length.
+    eos_rate: float = 0.0
+    # Answer with the prompt text instead of generated text.
+    echo_prompt: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.eos_rate < 1.0:
+            raise SettingsError(f"eos_rate must be in [0, 1), got {self.eos_rate}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,11 +238,7 @@ class Settings:
     max_model_len: int = 4096
     seed: int = 0
     api_key: str | None = None
-    # Probability that each generated token is EOS (geometric output lengths); 0 = full length.
-    eos_rate: float = 0.0
-    # Answer with the prompt text instead of generated text.
-    echo_prompt: bool = False
-    latency: LatencySettings = field(default_factory=LatencySettings)
+    synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
     limits: Limits = field(default_factory=Limits)
     db_path: Path = DEFAULT_DB_PATH
     record: RecordSettings | None = None
@@ -250,8 +257,6 @@ class Settings:
             raise SettingsError(f"max_model_len must be >= 2, got {self.max_model_len}")
         if not self.model:
             raise SettingsError("model must not be empty")
-        if not 0.0 <= self.eos_rate < 1.0:
-            raise SettingsError(f"eos_rate must be in [0, 1), got {self.eos_rate}")
         if self.log_level.lower() not in {"critical", "error", "warning", "info", "debug"}:
             raise SettingsError(
                 "log_level must be one of critical/error/warning/info/debug, "

@@ -39,7 +39,7 @@ from .protocol.responses import (
     render_chat_choice,
     render_completion_choice,
 )
-from .settings import Settings
+from .settings import SyntheticSettings
 
 # Handed out when nothing will be drawn (no jitter, no EOS rate): never consumed.
 _NO_DRAWS = random.Random(0)
@@ -76,11 +76,13 @@ class Generation:
 class SyntheticModel:
     """The synthetic responder: generated text on the configured latency model."""
 
-    def __init__(self, settings: Settings, served: ServedModel) -> None:
+    def __init__(self, settings: SyntheticSettings, served: ServedModel, seed: int) -> None:
         self.settings = settings
         self.served = served
+        # Text and timing when a request sends no seed of its own.
+        self.seed = seed
         self.tokenizer = tokenizer = served.tokenizer
-        self.corpus = Corpus(tokenizer, seed=settings.seed)
+        self.corpus = Corpus(tokenizer, seed=seed)
         self.latency = LatencyModel(settings.latency)
         word_ids = tokenizer.word_ids
         # Deterministic per-token log-probabilities, computed once.
@@ -190,7 +192,7 @@ class SyntheticModel:
     def _prompt_seed(self, prompts: Sequence[Sequence[int]]) -> int:
         # Without a request seed the answer is a function of the prompt and the server seed, so
         # identical requests get identical answers (like greedy decoding) and different ones differ.
-        digest = self.settings.seed
+        digest = self.seed
         for prompt in prompts:
             digest = zlib.crc32(array("q", prompt).tobytes(), digest)
         return digest

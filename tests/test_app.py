@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from sanic import Sanic
 
+from dummy_vllm.settings import Limits, SyntheticSettings
+
 CHAT = {"model": "dummy-vllm/synthetic-1b", "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -78,7 +80,7 @@ def test_stop_string_truncates_text(app: Sanic) -> None:
 def test_eos_rate_ends_some_answers_early_but_not_with_ignore_eos(
     make_app: Callable[..., Sanic],
 ) -> None:
-    app = make_app(eos_rate=0.2)
+    app = make_app(synthetic=SyntheticSettings(eos_rate=0.2))
     bodies = [
         post(app, "/v1/completions", {"prompt": f"p{i}", "max_tokens": 30}).json for i in range(10)
     ]
@@ -91,7 +93,7 @@ def test_eos_rate_ends_some_answers_early_but_not_with_ignore_eos(
 
 
 def test_echo_prompt_mode_answers_with_prompt(make_app: Callable[..., Sanic]) -> None:
-    app = make_app(echo_prompt=True)
+    app = make_app(synthetic=SyntheticSettings(echo_prompt=True))
     body = post(app, "/v1/completions", {"prompt": "echo me back", "max_tokens": 50}).json
     assert body["choices"][0]["text"] == "echo me back"
     # Characters that fall back to several byte tokens stream whole, on their last token.
@@ -185,8 +187,6 @@ def test_unknown_model_is_404(app: Sanic) -> None:
 
 
 def test_body_size_limit_is_413_envelope(make_app: Callable[..., Sanic]) -> None:
-    from dummy_vllm.settings import Limits
-
     app = make_app(limits=Limits(max_body_bytes=2048))
     response = post(app, "/v1/completions", {"prompt": "x" * 5000})
     assert response.status == 413

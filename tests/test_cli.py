@@ -52,10 +52,10 @@ def test_flags_become_settings(started: list[Settings]) -> None:
     assert result.exit_code == 0, result.output
     (settings,) = started
     assert (settings.port, settings.model, settings.workers) == (9001, "m", 2)
-    assert settings.latency.ttft == pytest.approx(0.120)
-    assert settings.latency.itl == pytest.approx(0.015)
-    assert settings.latency.itl_jitter == pytest.approx(0.003)
-    assert settings.latency.distribution is JitterDistribution.LOGNORMAL
+    assert settings.synthetic.latency.ttft == pytest.approx(0.120)
+    assert settings.synthetic.latency.itl == pytest.approx(0.015)
+    assert settings.synthetic.latency.itl_jitter == pytest.approx(0.003)
+    assert settings.synthetic.latency.distribution is JitterDistribution.LOGNORMAL
     assert (settings.max_model_len, settings.seed, settings.api_key) == (1024, 5, "k")
 
 
@@ -78,8 +78,8 @@ def test_environment_variables_are_read(
         "0.0.0.0",
         "warning",
     )
-    assert settings.latency.ttft == pytest.approx(0.25)
-    assert settings.latency.itl_jitter == pytest.approx(0.004)
+    assert settings.synthetic.latency.ttft == pytest.approx(0.25)
+    assert settings.synthetic.latency.itl_jitter == pytest.approx(0.004)
 
 
 @pytest.mark.parametrize(

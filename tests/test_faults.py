@@ -14,20 +14,23 @@ from dummy_vllm.faults import Fault, FaultInjector, parse_fault
 from dummy_vllm.plan import ResponsePlan
 from dummy_vllm.protocol.errors import APIError
 from dummy_vllm.protocol.requests import CHAT_ROUTE, COMPLETIONS_ROUTE, ServedModel
-from dummy_vllm.protocol.responses import DONE_EVENT
+from dummy_vllm.protocol.sse import DONE_EVENT
 from dummy_vllm.settings import (
     FaultSettings,
     FaultType,
     LatencySettings,
     Limits,
-    Settings,
     SettingsError,
+    SyntheticSettings,
     parse_fault_types,
 )
 from dummy_vllm.synthetic import SyntheticModel
 
-SETTINGS = Settings(model="m", latency=LatencySettings(ttft=0.1, itl=0.01))
-MODEL = SyntheticModel(SETTINGS, ServedModel("m", "m", 2048, Tokenizer(), Limits()))
+MODEL = SyntheticModel(
+    SyntheticSettings(latency=LatencySettings(ttft=0.1, itl=0.01)),
+    ServedModel("m", "m", 2048, Tokenizer(), Limits()),
+    seed=0,
+)
 FAULTS = FaultSettings(after_tokens=3, stall=2.0, delay=1.5)
 
 

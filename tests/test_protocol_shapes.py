@@ -24,7 +24,7 @@ from dummy_vllm.protocol.responses import (
     models_body,
     new_response_meta,
 )
-from dummy_vllm.settings import Limits, Settings
+from dummy_vllm.settings import Limits, SyntheticSettings
 from dummy_vllm.synthetic import SyntheticModel
 
 from .conftest import CAPTURES
@@ -32,7 +32,7 @@ from .shapes import capture_events, shape, sse_events
 
 TOKENIZER = Tokenizer()
 SERVED = ServedModel("m", "m", 2048, TOKENIZER, Limits())
-MODEL = SyntheticModel(Settings(model="m"), SERVED)
+MODEL = SyntheticModel(SyntheticSettings(), SERVED, seed=0)
 
 
 def load(name: str) -> Any:

@@ -127,7 +127,7 @@ def record(
 
         run_server(settings)
         return
-    summary = batch.run(settings, calls, concurrency, Console())
+    summary = batch.run(settings.record, settings.db_path, calls, concurrency, Console())
     if not summary.complete:
         _fail("no request was recorded complete", code=1)
 

@@ -19,6 +19,7 @@ from ..settings import (
     SchedulerSettings,
     Settings,
     SettingsError,
+    SyntheticSettings,
     parse_fault_types,
     parse_pairs,
 )
@@ -292,15 +293,17 @@ def serve(
             model_root=model_root,
             max_model_len=max_model_len,
             seed=seed,
-            eos_rate=eos_rate,
-            echo_prompt=echo_prompt,
-            latency=LatencySettings(
-                ttft=ttft_delay / 1000,
-                itl=token_delay / 1000,
-                ttft_jitter=ttft_jitter / 1000,
-                itl_jitter=token_delay_jitter / 1000,
-                distribution=jitter_distribution,
-                prefill_per_token=prefill_per_token / 1000,
+            synthetic=SyntheticSettings(
+                latency=LatencySettings(
+                    ttft=ttft_delay / 1000,
+                    itl=token_delay / 1000,
+                    ttft_jitter=ttft_jitter / 1000,
+                    itl_jitter=token_delay_jitter / 1000,
+                    distribution=jitter_distribution,
+                    prefill_per_token=prefill_per_token / 1000,
+                ),
+                eos_rate=eos_rate,
+                echo_prompt=echo_prompt,
             ),
             limits=Limits(max_body_bytes=max_body_bytes, max_n=max_n),
             replay=ReplaySettings(

@@ -13,6 +13,8 @@ from typing import Any
 
 import ujson
 
+from .sse import frame
+
 # Bodies that FastAPI/Starlette produce outside vLLM's handlers, byte for byte.
 NOT_FOUND_BODY = b'{"detail":"Not Found"}'
 METHOD_NOT_ALLOWED_BODY = b'{"detail":"Method Not Allowed"}'
@@ -48,7 +50,7 @@ class APIError(Exception):
 
     def stream_event(self) -> bytes:
         # vLLM builds in-stream errors with json.dumps defaults: spaces and ASCII escapes.
-        return b"data: " + json.dumps(self.envelope()).encode() + b"\n\n"
+        return frame(json.dumps(self.envelope()).encode())
 
 
 def bad_request(message: str, param: str | None = None) -> APIError:

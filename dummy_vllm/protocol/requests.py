@@ -25,8 +25,15 @@ from .errors import (
     value_error,
 )
 
+# The routes of vLLM's API that this server answers (or, recording, forwards).
 CHAT_ROUTE = "/v1/chat/completions"
 COMPLETIONS_ROUTE = "/v1/completions"
+MODELS_ROUTE = "/v1/models"
+VERSION_ROUTE = "/version"
+TOKENIZE_ROUTE = "/tokenize"
+DETOKENIZE_ROUTE = "/detokenize"
+GENERATION_ROUTES = (CHAT_ROUTE, COMPLETIONS_ROUTE)
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 GREEDY_EPSILON = 1e-5
 JSON_MEDIA_TYPE = "application/json"
 
@@ -301,19 +308,39 @@ def _missing(field: str, body: Mapping[str, Any]) -> ValidationFailure:
     )
 
 
+# --- what a request asks for (also read by replay, on bodies it does not parse) -----------------
+
+
+def requested_max_tokens(route: str, body: Mapping[str, Any]) -> int | None:
+    """The output length asked for: completions default to 16; chat's max_completion_tokens
+    wins over the deprecated max_tokens, and neither means "fill the context" (None)."""
+    if route == CHAT_ROUTE:
+        value = body.get("max_completion_tokens", body.get("max_tokens"))
+    else:
+        value = body.get("max_tokens", COMPLETIONS_DEFAULT_MAX_TOKENS)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def usage_requested(stream_options: Any) -> bool:
+    """Whether a stream ends with the usage event. In 0.11 ``include_usage`` defaults to True
+    whenever ``stream_options`` is present."""
+    if not isinstance(stream_options, dict):
+        return False
+    return stream_options.get("include_usage", True) is not False
+
+
 # --- shared checks ------------------------------------------------------------------------------
 
 
 def _check_stream_options(body: Mapping[str, Any], fields: dict[str, Any]) -> tuple[bool, bool]:
-    """Return (include_usage, continuous_usage_stats). In 0.11 include_usage defaults to True
-    whenever stream_options is present."""
+    """Return (include_usage, continuous_usage_stats)."""
     options = fields.get("stream_options")
     if options and not fields.get("stream"):
         raise value_error("Stream options can only be defined when `stream=True`.", body)
     if options is None:
         return False, False
     parsed = _coerce_fields(options, _STREAM_OPTION_FIELDS, ("body", "stream_options"))
-    return parsed.get("include_usage", True), parsed.get("continuous_usage_stats", False)
+    return usage_requested(parsed), parsed.get("continuous_usage_stats", False)
 
 
 def _resolve_model(fields: Mapping[str, Any], served: ServedModel) -> str:
@@ -464,7 +491,7 @@ def parse_completion_request(body: Mapping[str, Any], served: ServedModel) -> Co
     prompts = _prompt_token_lists(fields["prompt"], body, served)
     if any(not prompt for prompt in prompts):
         raise bad_request("The decoder prompt cannot be empty")
-    requested = fields.get("max_tokens", 16)
+    requested = requested_max_tokens(COMPLETIONS_ROUTE, fields)
     max_tokens = min(_check_context(len(prompt), requested, served) for prompt in prompts)
     params = _sampling_params(
         fields,
@@ -564,8 +591,7 @@ def parse_chat_request(body: Mapping[str, Any], served: ServedModel) -> ChatRequ
     _check_tools(fields, body)
     model = _resolve_model(fields, served)
     prompt = served.tokenizer.encode(render_chat_prompt(messages))
-    # max_completion_tokens wins over the deprecated max_tokens; neither means "fill the context".
-    requested = fields.get("max_completion_tokens", fields.get("max_tokens"))
+    requested = requested_max_tokens(CHAT_ROUTE, fields)
     max_tokens = _check_context(len(prompt), requested, served)
     params = _sampling_params(
         fields,

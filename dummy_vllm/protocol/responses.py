@@ -19,10 +19,9 @@ import ujson
 
 from ..engine import Tokenizer
 from ..plan import PlanEvent
+from .sse import DATA_PREFIX, DONE_EVENT, EVENT_SEPARATOR
 
-DONE_EVENT = b"data: [DONE]\n\n"
 _ids = random.Random(os.urandom(32))
-SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
 JSON_CONTENT_TYPE = "application/json"
 
 
@@ -114,7 +113,7 @@ def _usage_json(prompt_tokens: int, completion_tokens: int) -> bytes:
 def stream_head(meta: ResponseMeta, object_name: str) -> bytes:
     """``data: {"id":…,"object":…,"created":…,"model":…`` without the closing brace."""
     return (
-        b"data: "
+        DATA_PREFIX
         + dumps(
             {"id": meta.id, "object": object_name, "created": meta.created, "model": meta.model}
         )[:-1]
@@ -123,9 +122,10 @@ def stream_head(meta: ResponseMeta, object_name: str) -> bytes:
 
 def usage_event(head: bytes, prompt_tokens: int, completion_tokens: int) -> bytes:
     """The ``choices: []`` usage event; ``head`` is a stream's ``_head``."""
-    return b'%b,"choices":[],"usage":%b}\n\n' % (
+    return b'%b,"choices":[],"usage":%b}%b' % (
         head,
         _usage_json(prompt_tokens, completion_tokens),
+        EVENT_SEPARATOR,
     )
 
 
@@ -199,12 +199,16 @@ class ChatStream:
         return b',"usage":' + _usage_json(self.prompt_tokens, completion_tokens)
 
     def role(self, index: int) -> bytes:
-        return b"%b%d%b%b%b" % (
-            self._choice,
-            index,
-            b',"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]',
-            self._usage_tail(0),
-            b',"prompt_token_ids":null}\n\n',
+        return (
+            b"%b%d%b%b%b"
+            % (
+                self._choice,
+                index,
+                b',"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]',
+                self._usage_tail(0),
+                b',"prompt_token_ids":null}',
+            )
+            + EVENT_SEPARATOR
         )
 
     def token(self, choice: ChoiceOutput, position: int) -> bytes:
@@ -222,13 +226,14 @@ class ChatStream:
                 {"content": chat_logprob_entries(self.tokenizer, [choice.logprobs[position]])}
             )
         )
-        return b'%b%d,"delta":{"content":%b},"logprobs":%b%b,"token_ids":null}]%b}\n\n' % (
+        return b'%b%d,"delta":{"content":%b},"logprobs":%b%b,"token_ids":null}]%b}%b' % (
             self._choice,
             choice.index,
             choice.json_text_at(self.tokenizer, position),
             logprobs,
             finish,
             self._usage_tail(position + 1),
+            EVENT_SEPARATOR,
         )
 
     def usage(self, completion_tokens: int) -> bytes:
@@ -334,8 +339,17 @@ class CompletionStream:
         )
         return (
             b'%b%d,"text":%b,"logprobs":%b,"finish_reason":%b,"stop_reason":%b,'
-            b'"prompt_token_ids":null,"token_ids":null}],"usage":%b}\n\n'
-            % (self._choice, choice.index, text_json, logprobs, finish, stop, usage_json)
+            b'"prompt_token_ids":null,"token_ids":null}],"usage":%b}%b'
+            % (
+                self._choice,
+                choice.index,
+                text_json,
+                logprobs,
+                finish,
+                stop,
+                usage_json,
+                EVENT_SEPARATOR,
+            )
         )
 
     def usage(self, completion_tokens: int) -> bytes:

@@ -36,15 +36,14 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from ..settings import Settings
+from ..protocol.requests import CHAT_ROUTE, COMPLETIONS_ROUTE
+from ..protocol.sse import is_done
+from ..settings import RecordSettings
 from .recorder import FORWARDED_ROUTES, Recorder, UpstreamCall
 from .store import ExchangeRecord, Outcome, percentile
 
-CHAT_PATH = "/v1/chat/completions"
-COMPLETIONS_PATH = "/v1/completions"
 POST_ROUTES = frozenset(path for method, path in FORWARDED_ROUTES if method == "POST")
 _HEADERS = {"content-type": "application/json", "user-agent": "dummy-vllm-record"}
-_DONE_EVENT = b"data: [DONE]"
 
 
 class RequestsFileError(Exception):
@@ -94,9 +93,9 @@ def _call(item: Any, where: str) -> UpstreamCall:
             raise RequestsFileError(f"{where}: 'body' must be a JSON object")
     if path is None:
         if "messages" in body:
-            path = CHAT_PATH
+            path = CHAT_ROUTE
         elif "prompt" in body:
-            path = COMPLETIONS_PATH
+            path = COMPLETIONS_ROUTE
         else:
             raise RequestsFileError(
                 f"{where}: neither 'messages' nor 'prompt'; name the route with "
@@ -109,14 +108,14 @@ def _call(item: Any, where: str) -> UpstreamCall:
 
 
 async def record_requests(
-    settings: Settings,
+    settings: RecordSettings,
+    db_path: Path,
     calls: Sequence[UpstreamCall],
     concurrency: int,
     on_done: Callable[[ExchangeRecord], None],
 ) -> list[ExchangeRecord]:
     """Forward ``calls``, ``concurrency`` at a time, recording each; in completion order."""
-    assert settings.record is not None
-    recorder = await Recorder.open(settings.record, settings.db_path)
+    recorder = await Recorder.open(settings, db_path)
     records: list[ExchangeRecord] = []
     pending = iter(calls)
 
@@ -135,7 +134,11 @@ async def record_requests(
 
 
 def run(
-    settings: Settings, calls: Sequence[UpstreamCall], concurrency: int, console: Console
+    settings: RecordSettings,
+    db_path: Path,
+    calls: Sequence[UpstreamCall],
+    concurrency: int,
+    console: Console,
 ) -> Summary:
     """``record_requests`` with a progress bar; prints and returns the summary."""
     columns = (
@@ -150,7 +153,7 @@ def run(
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("requests", total=len(calls))
         records = asyncio.run(
-            record_requests(settings, calls, concurrency, lambda _: progress.advance(task))
+            record_requests(settings, db_path, calls, concurrency, lambda _: progress.advance(task))
         )
     summary = summarize(records)
     console.print(_summary_table(summary))
@@ -162,7 +165,7 @@ def summarize(records: Sequence[ExchangeRecord]) -> Summary:
     ttft: list[float] = []
     itl: list[float] = []
     for record in records:
-        offsets = [offset for offset, data in record.events if not data.startswith(_DONE_EVENT)]
+        offsets = [offset for offset, data in record.events if not is_done(data)]
         if offsets:
             ttft.append(offsets[0] / 1e6)
             itl.extend((b - a) / 1e6 for a, b in itertools.pairwise(offsets))

@@ -1,10 +1,11 @@
 """Record mode: forward each request to the upstream, tee its answer to the client, store both.
 
-``Recorder.forward`` is the one recording path, used by the Sanic handlers here and by the batch
-runner (``batch.py``), which has no client. Streamed answers are split on the SSE event boundary
-(``\\n\\n``) as bytes arrive; each complete event goes to the client in its own write at once and
-is remembered with its offset from the request's arrival (``time.perf_counter_ns``). Nothing is
-parsed on that path: usage is looked up once the exchange is over.
+``Recorder.forward`` is the one recording path, used by the HTTP handlers (``routes/record.py``)
+and by the batch runner (``batch.py``), which has no client; nothing here knows Sanic.
+Streamed answers are split on the SSE event boundary as bytes arrive; each complete event goes
+to the client in its own write at once and is remembered with its offset from the request's
+arrival (``time.perf_counter_ns``). Nothing is parsed on that path: usage is looked up once the
+exchange is over.
 
 The exchange is stored before the client's response is finished (the final zero-length chunk of
 a stream, the whole body of a non-streamed answer): a client that saw a response complete can
@@ -35,34 +36,37 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import aiohttp
 from multidict import CIMultiDict
-from sanic import Blueprint, HTTPResponse, Request
-from sanic.response import raw
 from yarl import URL
 
 from ..protocol.errors import APIError
-from ..settings import RecordSettings, Settings
+from ..protocol.requests import (
+    CHAT_ROUTE,
+    COMPLETIONS_ROUTE,
+    DETOKENIZE_ROUTE,
+    MODELS_ROUTE,
+    TOKENIZE_ROUTE,
+    VERSION_ROUTE,
+)
+from ..protocol.sse import SSE_MEDIA_TYPE, EventSplitter, event_data
+from ..settings import RecordSettings
 from .matching import canonical_key, relaxed_key
 from .redact import filter_request_headers, filter_response_headers, scrub_secrets
 from .store import ExchangeRecord, Outcome, Store, StoreError
 
-if TYPE_CHECKING:
-    from ..app import App
-
 logger = logging.getLogger("dummy_vllm.recorder")
 
-EVENT_SEPARATOR = b"\n\n"
 # Forwarded and recorded; everything else is answered locally (probes) or 404.
 FORWARDED_ROUTES: tuple[tuple[str, str], ...] = (
-    ("POST", "/v1/chat/completions"),
-    ("POST", "/v1/completions"),
-    ("GET", "/v1/models"),
-    ("GET", "/version"),
-    ("POST", "/tokenize"),
-    ("POST", "/detokenize"),
+    ("POST", CHAT_ROUTE),
+    ("POST", COMPLETIONS_ROUTE),
+    ("GET", MODELS_ROUTE),
+    ("GET", VERSION_ROUTE),
+    ("POST", TOKENIZE_ROUTE),
+    ("POST", DETOKENIZE_ROUTE),
 )
 # Headers about the client's hop, not the request; aiohttp writes its own for the upstream hop.
 _HOP_HEADERS = frozenset(
@@ -80,7 +84,6 @@ _HOP_HEADERS = frozenset(
         "expect",
     }
 )
-_SSE_CONTENT_TYPE = "text/event-stream"
 _USAGE_OBJECT = re.compile(rb'"usage":\s*\{')
 
 
@@ -163,7 +166,7 @@ class _Exchange:
         # The usage event, or the last continuous usage: searched from the end, parsed once.
         for _, data in reversed(self.events):
             if _USAGE_OBJECT.search(data):
-                usage = _json_object(_event_data(data)).get("usage")
+                usage = _json_object(event_data(data)).get("usage")
                 break
         if not isinstance(usage, dict):
             return None, None
@@ -264,7 +267,7 @@ class Recorder:
         exchange.first_byte_ns = exchange.offset_ns()
         exchange.status = response.status
         exchange.response_headers = filter_response_headers(response.headers)
-        exchange.streamed = response.status < 400 and response.content_type == _SSE_CONTENT_TYPE
+        exchange.streamed = response.status < 400 and response.content_type == SSE_MEDIA_TYPE
         try:
             if exchange.streamed:
                 if client is not None:
@@ -307,23 +310,18 @@ class Recorder:
 async def _tee(
     response: aiohttp.ClientResponse, exchange: _Exchange, client: Client | None
 ) -> None:
-    pending = b""
+    splitter = EventSplitter()
     try:
         async for chunk in response.content.iter_any():
             offset = exchange.offset_ns()
-            pending += chunk
-            start = 0
-            while (end := pending.find(EVENT_SEPARATOR, start)) >= 0:
-                event = pending[start : end + len(EVENT_SEPARATOR)]
+            for event in splitter.feed(chunk):
                 exchange.events.append((offset, event))
                 if client is not None:
                     await client.send_event(event)
-                start = end + len(EVENT_SEPARATOR)
-            pending = pending[start:]
     except (aiohttp.ClientError, TimeoutError):
-        await _flush_fragment(pending, exchange, client)
+        await _flush_fragment(splitter.rest(), exchange, client)
         raise
-    await _flush_fragment(pending, exchange, client)
+    await _flush_fragment(splitter.rest(), exchange, client)
 
 
 async def _flush_fragment(pending: bytes, exchange: _Exchange, client: Client | None) -> None:
@@ -344,77 +342,3 @@ def _json_object(data: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _event_data(event: bytes) -> bytes:
-    return b"\n".join(
-        line[5:].removeprefix(b" ") for line in event.splitlines() if line.startswith(b"data:")
-    )
-
-
-class _SanicClient:
-    _response: HTTPResponse
-
-    def __init__(self, request: Request) -> None:
-        self._request = request
-
-    async def start_stream(self, status: int, headers: Mapping[str, str]) -> None:
-        self._response = await self._request.respond(status=status, headers=dict(headers))
-        # Headers go out now, before the first event, as vLLM sends them.
-        await self._response.send(b"")
-
-    async def send_event(self, data: bytes) -> None:
-        await self._response.send(data)
-
-
-async def _forward(request: Request) -> HTTPResponse | None:
-    recorder: Recorder = request.app.ctx.recorder
-    call = UpstreamCall(
-        request.method, request.path, request.body, request.headers, request.query_string
-    )
-    forwarded = await recorder.forward(call, _SanicClient(request))
-    record = forwarded.record
-    if forwarded.error is not None:
-        raise forwarded.error
-    if record.streamed:
-        if record.outcome is Outcome.UPSTREAM_DROPPED:
-            # Without the chunked terminator: the client sees the stream broken off, as the
-            # upstream left it. Sanic's own final write then finds the transport closing.
-            request.transport.close()
-        return None
-    assert record.status is not None  # a response without an error has a status
-    # The upstream's content type is in the headers; raw() only fills it in when missing.
-    return raw(record.response_body, status=record.status, headers=dict(record.response_headers))
-
-
-def install_recorder(app: App, settings: Settings) -> None:
-    """Forward ``FORWARDED_ROUTES`` to the upstream and record them.
-
-    The database must be migrated and the session created before workers start (the ``record``
-    command does both), so that a bad database is one error line, not a failing worker.
-    """
-    record_settings = settings.record
-    assert record_settings is not None
-    routes = Blueprint("recorder")
-    for method, path in FORWARDED_ROUTES:
-        routes.add_route(_forward, path, methods=[method], name=path.strip("/").replace("/", "_"))
-    app.blueprint(routes)
-
-    @app.before_server_start
-    async def open_recorder(app: App) -> None:
-        app.ctx.recorder = await Recorder.open(record_settings, settings.db_path)
-
-    @app.after_server_start
-    async def describe_upstream(app: App) -> None:
-        # In the background: a slow or absent upstream must not delay serving.
-        app.ctx.describe_upstream = asyncio.create_task(app.ctx.recorder.describe_upstream())
-
-    @app.after_server_stop
-    async def close_recorder(app: App) -> None:
-        # Sanic runs this listener again when a signal (Ctrl-C reaches every worker) interrupts
-        # it: the second run must wait for the first close, not start another, or the store's
-        # thread outlives the loop and the worker never exits.
-        if not hasattr(app.ctx, "closing"):
-            app.ctx.describe_upstream.cancel()
-            app.ctx.closing = asyncio.ensure_future(app.ctx.recorder.close())
-        await app.ctx.closing

@@ -17,12 +17,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 from ..metrics import Metrics
 from ..plan import PlanEvent, ResponsePlan
 from ..protocol.errors import APIError
-from ..protocol.requests import CHAT_ROUTE, decode_body
+from ..protocol.requests import (
+    CHAT_ROUTE,
+    decode_body,
+    requested_max_tokens,
+    usage_requested,
+)
 from ..protocol.responses import (
     ChatStream,
     ChoiceOutput,
@@ -37,7 +43,8 @@ from ..protocol.responses import (
     stream_head,
     usage_event,
 )
-from ..settings import MissPolicy, ReplaySettings, Settings
+from ..protocol.sse import DONE_PAYLOAD, event_data, frame
+from ..settings import MissPolicy, ReplaySettings
 from ..synthetic import SyntheticModel, incremental_texts
 from .matching import DEFAULT_IGNORED, canonical_key, diff_fields, relaxed_key
 from .store import Outcome, Store, StoredExchange
@@ -95,10 +102,8 @@ class Recording:
 
 def classify(raw: bytes) -> tuple[EventKind, int]:
     """What a recorded SSE event is, read once at load time."""
-    payload = raw.strip()
-    if payload.startswith(b"data:"):
-        payload = payload[5:].strip()
-    if payload == b"[DONE]":
+    payload = event_data(raw).strip()
+    if payload == DONE_PAYLOAD:
         return EventKind.DONE, -1
     try:
         event = json.loads(payload)
@@ -253,22 +258,12 @@ class ReplayIndex:
 # --- building plans from recordings -------------------------------------------------------------
 
 
-def _requested_max_tokens(route: str, body: Mapping[str, Any]) -> int | None:
-    if route == CHAT_ROUTE:
-        value = body.get("max_completion_tokens", body.get("max_tokens"))
-    else:
-        value = body.get("max_tokens", 16)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def _wants_usage(body: Mapping[str, Any]) -> bool:
-    options = body.get("stream_options")
-    return isinstance(options, dict) and options.get("include_usage", True) is not False
+    return usage_requested(body.get("stream_options"))
 
 
 def _event_json(raw: bytes) -> dict[str, Any]:
-    payload = raw.strip()
-    return dict(json.loads(payload[5:] if payload.startswith(b"data:") else payload))
+    return dict(json.loads(event_data(raw)))
 
 
 def _cut_events(events: list[RecordedEvent], limit: int) -> list[RecordedEvent]:
@@ -289,9 +284,7 @@ def _cut_events(events: list[RecordedEvent], limit: int) -> list[RecordedEvent]:
             if choice.get("finish_reason") != "length":
                 choice["finish_reason"] = "length"
                 choice["stop_reason"] = None
-                event = RecordedEvent(
-                    event.offset, b"data: " + dumps(payload) + b"\n\n", event.kind, event.index
-                )
+                event = RecordedEvent(event.offset, frame(dumps(payload)), event.kind, event.index)
         kept.append(event)
     return kept
 
@@ -331,13 +324,12 @@ class ReplayResponder:
 
     def __init__(
         self,
-        settings: Settings,
+        replay: ReplaySettings,
         index: ReplayIndex,
         synthetic: SyntheticModel,
         metrics: Metrics,
     ):
-        assert settings.replay is not None
-        self.replay = settings.replay
+        self.replay = replay
         self.index = index
         self.synthetic = synthetic
         self.metrics = metrics
@@ -345,22 +337,26 @@ class ReplayResponder:
 
     @classmethod
     async def load(
-        cls, settings: Settings, synthetic: SyntheticModel, metrics: Metrics
+        cls,
+        replay: ReplaySettings,
+        db_path: Path,
+        seed: int,
+        synthetic: SyntheticModel,
+        metrics: Metrics,
     ) -> ReplayResponder:
-        assert settings.replay is not None
-        exchanges = await load_sessions(settings)
-        index = ReplayIndex(exchanges, settings.replay, settings.seed)
-        return cls(settings, index, synthetic, metrics)
+        exchanges = await load_sessions(replay.sessions, db_path)
+        index = ReplayIndex(exchanges, replay, seed)
+        return cls(replay, index, synthetic, metrics)
 
     def respond(self, route: str, body: Mapping[str, Any], request_id: str | None) -> ResponsePlan:
         found = self.index.lookup(route, body)
         if found is not None:
             kind, recording = found
-            limit = _requested_max_tokens(route, body) if kind == "relaxed" else None
+            limit = requested_max_tokens(route, body) if kind == "relaxed" else None
             plan = self._replay(recording, route, body, limit)
             plan.headers = {SERVED_BY_HEADER: kind}
             plan.n = max(len(recording.finish_reasons), 1)
-            plan.max_tokens = _requested_max_tokens(route, body) or 0
+            plan.max_tokens = requested_max_tokens(route, body) or 0
             self.metrics.replay_served(kind)
             return plan
         policy = self.replay.on_miss
@@ -517,8 +513,7 @@ async def check_sessions(store: Store, names: Sequence[str]) -> str | None:
     return models[0] if models else None
 
 
-async def load_sessions(settings: Settings) -> list[StoredExchange]:
-    assert settings.replay is not None
-    async with await Store.open(settings.db_path) as store:
-        await check_sessions(store, settings.replay.sessions)
-        return await store.load_exchanges(settings.replay.sessions)
+async def load_sessions(names: Sequence[str], db_path: Path) -> list[StoredExchange]:
+    async with await Store.open(db_path) as store:
+        await check_sessions(store, names)
+        return await store.load_exchanges(names)

@@ -33,12 +33,12 @@ from typing import Any
 
 import aiosqlite
 
+from ..protocol.sse import DONE_LINE
 from .redact import scrub_secrets, scrub_url
 
 BUSY_TIMEOUT_MS = 10_000
 # Marks a file as ours, so a stray SQLite database given as --db is refused, not migrated.
 APPLICATION_ID = 0x64766C6D  # "dvlm"
-_DONE_EVENT = b"data: [DONE]"
 
 # Each entry upgrades the schema by one version; ``PRAGMA user_version`` counts those applied.
 # Statements, not scripts: sqlite3's executescript() would commit the enclosing transaction.
@@ -420,7 +420,7 @@ class Store:
                 _SESSION_TOTALS + " GROUP BY s.id ORDER BY s.created, s.id"
             )
             timings = await conn.execute_fetchall(
-                _EVENT_TIMINGS, {"done": _DONE_EVENT, "done_len": len(_DONE_EVENT)}
+                _EVENT_TIMINGS, {"done": DONE_LINE, "done_len": len(DONE_LINE)}
             )
         ttfts: dict[int, list[float]] = {}
         itls: dict[int, list[float]] = {}
@@ -466,7 +466,7 @@ class Store:
             )
             timings = await conn.execute_fetchall(
                 _EVENT_TIMINGS + " AND x.session_id = :session_id",
-                {"done": _DONE_EVENT, "done_len": len(_DONE_EVENT), "session_id": session_id},
+                {"done": DONE_LINE, "done_len": len(DONE_LINE), "session_id": session_id},
             )
         ttft = sorted(offset / 1e6 for _, offset, gap in timings if gap is None)
         itl = sorted(gap / 1e6 for _, _, gap in timings if gap is not None)

@@ -3,44 +3,35 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
-from sanic import Blueprint, HTTPResponse, Request, Sanic
-from sanic.config import Config
+from sanic import Blueprint, HTTPResponse
 from sanic.response import BaseHTTPResponse, raw
 
-from ..metrics import CONTENT_TYPE, Metrics
+from ..context import App, WorkerRequest
+from ..metrics import CONTENT_TYPE
 
 metrics_routes = Blueprint("metrics")
 
 
-def _metrics(request: Request) -> Metrics:
-    metrics: Metrics = request.app.ctx.state.pipeline.metrics
-    return metrics
-
-
 # As vLLM's mounted app: /metrics and /metrics/ both answer, no redirect.
 @metrics_routes.get("/metrics", strict_slashes=False)
-async def scrape(request: Request) -> HTTPResponse:
-    return raw(_metrics(request).exposition(), content_type=CONTENT_TYPE)
+async def scrape(request: WorkerRequest) -> HTTPResponse:
+    return raw(request.app.ctx.metrics.exposition(), content_type=CONTENT_TYPE)
 
 
-def install_metrics(app: Sanic[Config, SimpleNamespace]) -> None:
+def install_metrics(app: App) -> None:
     app.blueprint(metrics_routes)
 
     # Synchronous: Sanic then skips a coroutine per response.
-    def count_response(request: Request, response: BaseHTTPResponse) -> None:
-        _metrics(request).http_response(request.uri_template, response.status)
+    def count_response(request: WorkerRequest, response: BaseHTTPResponse) -> None:
+        request.app.ctx.metrics.http_response(request.uri_template, response.status)
 
     app.register_middleware(count_response, "response")
 
     @app.after_server_start
-    async def start_flushing(app: Sanic[Config, SimpleNamespace]) -> None:
-        app.ctx.metrics_flusher = asyncio.create_task(
-            app.ctx.state.pipeline.metrics.flush_periodically()
-        )
+    async def start_flushing(app: App) -> None:
+        app.ctx.background.append(asyncio.create_task(app.ctx.metrics.flush_periodically()))
 
     @app.before_server_stop
-    async def stop_flushing(app: Sanic[Config, SimpleNamespace]) -> None:
-        app.ctx.metrics_flusher.cancel()
-        app.ctx.state.pipeline.metrics.close()
+    async def close_metrics(app: App) -> None:
+        app.ctx.metrics.close()

@@ -7,12 +7,18 @@ from typing import Any
 from sanic import Blueprint, HTTPResponse, Request
 from sanic.response import empty, raw
 
+from ..context import WorkerRequest
 from ..engine import render_chat_prompt
 from ..protocol.errors import ValidationFailure, bad_request, model_not_found
-from ..protocol.requests import ServedModel, decode_body
+from ..protocol.requests import (
+    DETOKENIZE_ROUTE,
+    TOKENIZE_ROUTE,
+    VERSION_ROUTE,
+    ServedModel,
+    decode_body,
+)
 from ..protocol.responses import JSON_CONTENT_TYPE, dumps, tokenize_body
 from ..settings import VLLM_VERSION
-from ..state import WorkerState
 
 # Answered locally in every mode, never behind the API key.
 probe_routes = Blueprint("probes")
@@ -20,11 +26,6 @@ probe_routes = Blueprint("probes")
 system_routes = Blueprint("system")
 
 _VERSION_BODY = dumps({"version": VLLM_VERSION})
-
-
-def _served(request: Request) -> ServedModel:
-    state: WorkerState = request.app.ctx.state
-    return state.served
 
 
 def _check_model(body: dict[str, Any], served: ServedModel) -> None:
@@ -45,14 +46,14 @@ async def ping(request: Request) -> HTTPResponse:
 probe_routes.add_route(ping, "/ping", methods=["GET", "POST"])
 
 
-@system_routes.get("/version")
-async def version(request: Request) -> HTTPResponse:
+@system_routes.get(VERSION_ROUTE)
+async def version(request: WorkerRequest) -> HTTPResponse:
     return raw(_VERSION_BODY, content_type=JSON_CONTENT_TYPE)
 
 
-@system_routes.post("/tokenize")
-async def tokenize(request: Request) -> HTTPResponse:
-    served = _served(request)
+@system_routes.post(TOKENIZE_ROUTE)
+async def tokenize(request: WorkerRequest) -> HTTPResponse:
+    served = request.app.ctx.served
     body = decode_body(request.body, request.headers.get("content-type"))
     _check_model(body, served)
     if isinstance(body.get("messages"), list):
@@ -72,9 +73,9 @@ async def tokenize(request: Request) -> HTTPResponse:
     )
 
 
-@system_routes.post("/detokenize")
-async def detokenize(request: Request) -> HTTPResponse:
-    served = _served(request)
+@system_routes.post(DETOKENIZE_ROUTE)
+async def detokenize(request: WorkerRequest) -> HTTPResponse:
+    served = request.app.ctx.served
     body = decode_body(request.body, request.headers.get("content-type"))
     _check_model(body, served)
     tokens = body.get("tokens")

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.synthetic_session import exchange_from_plan
 from dummy_vllm.engine import Tokenizer
 from dummy_vllm.metrics import Metrics
 from dummy_vllm.plan import ResponsePlan
@@ -27,9 +28,15 @@ from dummy_vllm.recording.replay import (
     classify,
 )
 from dummy_vllm.recording.store import ExchangeRecord, Outcome, StoredExchange
-from dummy_vllm.recording.synthetic_session import exchange_from_plan
 from dummy_vllm.scheduler import Scheduler
-from dummy_vllm.settings import LatencySettings, Limits, MissPolicy, ReplaySettings, Settings
+from dummy_vllm.settings import (
+    LatencySettings,
+    Limits,
+    MissPolicy,
+    ReplaySettings,
+    Settings,
+    SyntheticSettings,
+)
 from dummy_vllm.synthetic import SyntheticModel
 
 from ..shapes import shape
@@ -38,7 +45,7 @@ TOKENIZER = Tokenizer()
 SERVED = ServedModel("m", "m", 4096, TOKENIZER, Limits())
 # The "upstream" whose answers are recorded: distinctive timing.
 UPSTREAM = SyntheticModel(
-    Settings(model="m", latency=LatencySettings(ttft=0.2, itl=0.03, itl_jitter=0.01)), SERVED
+    SyntheticSettings(latency=LatencySettings(ttft=0.2, itl=0.03, itl_jitter=0.01)), SERVED, seed=0
 )
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "record me"}], "max_tokens": 6}
 
@@ -54,7 +61,8 @@ def responder(exchanges: Iterable[StoredExchange], **replay: Any) -> ReplayRespo
     assert settings.replay is not None
     index = ReplayIndex(list(exchanges), settings.replay, seed=0)
     metrics = Metrics(settings, Scheduler(settings.scheduler))
-    return ReplayResponder(settings, index, SyntheticModel(settings, SERVED), metrics)
+    synthetic = SyntheticModel(SyntheticSettings(), SERVED, seed=0)
+    return ReplayResponder(settings.replay, index, synthetic, metrics)
 
 
 def stream_of(plan: ResponsePlan) -> list[tuple[float, bytes]]:

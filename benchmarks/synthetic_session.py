@@ -1,7 +1,7 @@
 """Exchanges made from synthetic plans, as the recorder would have stored them.
 
-Used to build sessions with known bytes and timing without an upstream: replay tests and the
-replay benchmark.
+Builds sessions with known bytes and timing without an upstream, for the replay benchmark and
+the replay tests; not part of the product.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..plan import ResponsePlan
-from .matching import canonical_key, relaxed_key
-from .store import ExchangeRecord, Outcome
+from dummy_vllm.plan import ResponsePlan
+from dummy_vllm.recording.matching import canonical_key, relaxed_key
+from dummy_vllm.recording.store import ExchangeRecord, Outcome
 
 
 def exchange_from_plan(route: str, body: Mapping[str, Any], plan: ResponsePlan) -> ExchangeRecord:
