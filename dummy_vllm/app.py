@@ -106,13 +106,15 @@ def _serve_model(app: App, settings: Settings) -> None:
             max_model_len=settings.max_model_len,
             tokenizer=Tokenizer(),
             limits=settings.limits,
+            profile=settings.profile,
+            version=settings.reported_version,
         )
         scheduler = Scheduler(settings.scheduler)
         ctx.metrics = metrics = _metrics(settings, scheduler)
         # Each worker draws its own reproducible fault sequence.
         worker = os.environ.get("SANIC_WORKER_NAME", "")
         faults = FaultInjector(settings.faults, zlib.crc32(worker.encode(), settings.seed))
-        ctx.pipeline = Pipeline(scheduler, metrics, faults, settings.max_model_len)
+        ctx.pipeline = Pipeline(scheduler, metrics, faults, served)
         ctx.served = served
         synthetic = SyntheticModel(settings.synthetic, served, settings.seed)
         if replay is None:
@@ -139,9 +141,11 @@ def _json(body: bytes, status: int) -> HTTPResponse:
 
 
 def _install_error_handlers(app: App, settings: Settings) -> None:
+    profile = settings.profile
+
     @app.exception(APIError)
     async def api_error(request: Request, exc: APIError) -> HTTPResponse:
-        return _json(exc.body(), exc.status)
+        return _json(exc.body(profile), exc.status)
 
     @app.exception(NotFound)
     async def not_found(request: Request, exc: NotFound) -> HTTPResponse:
@@ -154,18 +158,18 @@ def _install_error_handlers(app: App, settings: Settings) -> None:
     @app.exception(PayloadTooLarge)
     async def too_large(request: Request, exc: PayloadTooLarge) -> HTTPResponse:
         error = payload_too_large(settings.limits.max_body_bytes)
-        return _json(error.body(), error.status)
+        return _json(error.body(profile), error.status)
 
     @app.exception(SanicException)
     async def sanic_error(request: Request, exc: SanicException) -> HTTPResponse:
         status = exc.status_code
         error = APIError(status, str(exc), HTTPStatus(status).phrase)
-        return _json(error.body(), status)
+        return _json(error.body(profile), status)
 
     @app.exception(Exception)
     async def unexpected(request: Request, exc: Exception) -> HTTPResponse:
         logger.exception("unhandled error on %s %s", request.method, request.path)
-        return _json(internal_error("Internal Server Error").body(), 500)
+        return _json(internal_error("Internal Server Error").body(profile), 500)
 
 
 def _install_api_key_check(app: App, api_key: str) -> None:

@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from .plan import ABORTED, PlanEvent, ResponsePlan
+from .protocol.context_length import prompt_too_long
 from .protocol.errors import (
     APIError,
     bad_request,
-    context_length_exceeded,
     internal_error,
     service_unavailable,
     too_many_requests,
 )
+from .protocol.profiles import Profile
 from .protocol.sse import DONE_EVENT
 from .settings import FaultSettings, FaultType
 
@@ -51,7 +52,7 @@ class Fault:
             seconds = settings.stall if kind is FaultType.STALL else settings.delay
         return cls(kind, settings.after_tokens if after is None else after, seconds)
 
-    def error(self, max_model_len: int) -> APIError | None:
+    def error(self, profile: Profile, max_model_len: int) -> APIError | None:
         """The error answered instead of the plan, for the error kinds."""
         kind = self.kind
         if kind is FaultType.RATE_LIMITED:
@@ -62,11 +63,12 @@ class Fault:
             return service_unavailable("The engine is not available (injected fault).")
         if kind is FaultType.CONTEXT_LENGTH:
             # The shortest prompt vLLM refuses; the client's own prompt is not what failed.
-            return context_length_exceeded(max_model_len, max_model_len)
+            return prompt_too_long(profile, max_model_len)
         return None
 
-    def apply(self, plan: ResponsePlan) -> ResponsePlan:
-        """``plan`` broken as this fault breaks it (a new plan; the original is untouched)."""
+    def apply(self, plan: ResponsePlan, profile: Profile, chat: bool) -> ResponsePlan:
+        """``plan`` broken as this fault breaks it (a new plan; the original is untouched).
+        Errors take ``profile``'s shape (``chat``: of a chat stream)."""
         kind = self.kind
         if kind is FaultType.SLOW_FIRST_BYTE:
             return dataclasses.replace(plan, headers_offset=self.seconds)
@@ -86,10 +88,10 @@ class Fault:
         if kind is FaultType.ERROR_EVENT:
             error = internal_error("The engine failed while generating (injected fault).")
             if plan.stream:
-                ending = (error.stream_event(), DONE_EVENT)
+                ending = (error.stream_event(profile, chat), DONE_EVENT)
                 return _interrupted(plan, _truncated(plan.events, self.after, ending))
             # A non-streamed answer carries the error instead, when it was due.
-            return _interrupted(plan, (), status=error.status, body=error.body())
+            return _interrupted(plan, (), status=error.status, body=error.body(profile))
         return plan
 
 

@@ -11,6 +11,7 @@ from .emit import AnyRequest, Delivery, deliver
 from .faults import FAULT_HEADER, FaultInjector
 from .metrics import Metrics
 from .plan import ResponsePlan
+from .protocol.requests import CHAT_ROUTE, ServedModel
 from .scheduler import Scheduler, stretched
 
 
@@ -18,13 +19,13 @@ class Pipeline:
     """One per worker."""
 
     def __init__(
-        self, scheduler: Scheduler, metrics: Metrics, faults: FaultInjector, max_model_len: int
+        self, scheduler: Scheduler, metrics: Metrics, faults: FaultInjector, served: ServedModel
     ) -> None:
         self.scheduler = scheduler
         self.metrics = metrics
         self.faults = faults
-        # The context length a context-length fault reports.
-        self.max_model_len = max_model_len
+        # The era and context length injected errors are shaped and worded for.
+        self.served = served
 
     async def serve(
         self, request: AnyRequest, plan: ResponsePlan, arrival: float
@@ -34,7 +35,7 @@ class Pipeline:
         fault = self.faults.choose(request.headers.get(FAULT_HEADER))
         if fault is not None:
             self.metrics.fault_injected(fault.kind)
-            error = fault.error(self.max_model_len)
+            error = fault.error(self.served.profile, self.served.max_model_len)
             if error is not None:
                 raise error
         scheduler = self.scheduler
@@ -44,7 +45,7 @@ class Pipeline:
             if scheduler.settings.load_factor:
                 plan = stretched(plan, scheduler.load_multiplier())
             if fault is not None:
-                plan = fault.apply(plan)
+                plan = fault.apply(plan, self.served.profile, request.path == CHAT_ROUTE)
             held = plan.prompt_tokens + plan.completion_tokens
             scheduler.kv_tokens += held
             delivery = Delivery()

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
+from .protocol.profiles import DEFAULT_PROFILE, Profile, UnknownVersion, profile_for
+
 DEFAULT_MODEL = "dummy-vllm/synthetic-1b"
 DEFAULT_DB_PATH = Path("recordings") / "dummy_vllm.db"
-VLLM_VERSION = "0.11.0"
 
 
 class SettingsError(ValueError):
@@ -238,6 +239,8 @@ class Settings:
     max_model_len: int = 4096
     seed: int = 0
     api_key: str | None = None
+    # The vLLM release answered as: an era ("0.11") or a full version ("0.33.1").
+    vllm_version: str = DEFAULT_PROFILE.name
     synthetic: SyntheticSettings = field(default_factory=SyntheticSettings)
     limits: Limits = field(default_factory=Limits)
     db_path: Path = DEFAULT_DB_PATH
@@ -266,6 +269,19 @@ class Settings:
             raise SettingsError("record and replay modes are exclusive")
         if self.seed < 0:
             raise SettingsError(f"seed must be >= 0, got {self.seed}")
+        try:
+            profile_for(self.vllm_version)
+        except UnknownVersion as exc:
+            raise SettingsError(str(exc)) from None
+
+    @property
+    def profile(self) -> Profile:
+        return profile_for(self.vllm_version)[0]
+
+    @property
+    def reported_version(self) -> str:
+        """What /version says."""
+        return profile_for(self.vllm_version)[1]
 
     @property
     def root(self) -> str:

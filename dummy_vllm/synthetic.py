@@ -31,11 +31,11 @@ from .protocol.responses import (
     ChoiceOutput,
     CompletionStream,
     TokenLogprob,
+    Wire,
     chat_body,
     chat_events,
     completion_body,
     completion_events,
-    new_response_meta,
     render_chat_choice,
     render_completion_choice,
 )
@@ -82,6 +82,7 @@ class SyntheticModel:
         # Text and timing when a request sends no seed of its own.
         self.seed = seed
         self.tokenizer = tokenizer = served.tokenizer
+        self.wire = Wire(served.profile, served.fingerprint)
         self.corpus = Corpus(tokenizer, seed=seed)
         self.latency = LatencyModel(settings.latency)
         word_ids = tokenizer.word_ids
@@ -108,19 +109,22 @@ class SyntheticModel:
     ) -> ResponsePlan:
         params = chat.params
         generation = self.generate([chat.prompt], params, timing)
-        meta = new_response_meta("chatcmpl", chat.model, request_id)
+        meta = self.wire.meta("chatcmpl", chat.model, request_id)
         plan = generation.plan(params)
         if params.stream:
             stream = ChatStream(
-                self.tokenizer, meta, generation.prompt_tokens, params.continuous_usage_stats
+                self.wire,
+                self.tokenizer,
+                meta,
+                generation.prompt_tokens,
+                params.include_usage,
+                params.continuous_usage_stats,
             )
-            plan.events = chat_events(
-                stream, generation.choices, generation.offsets, params.include_usage
-            )
+            plan.events = chat_events(stream, generation.choices, generation.offsets)
         else:
             rendered = [render_chat_choice(self.tokenizer, c) for c in generation.choices]
             plan.body = chat_body(
-                meta, rendered, generation.prompt_tokens, generation.completion_tokens
+                self.wire, meta, rendered, generation.prompt_tokens, generation.completion_tokens
             )
         return plan
 
@@ -129,7 +133,7 @@ class SyntheticModel:
     ) -> ResponsePlan:
         params = completion.params
         generation = self.generate(completion.prompts, params, timing)
-        meta = new_response_meta("cmpl", completion.model, request_id)
+        meta = self.wire.meta("cmpl", completion.model, request_id)
         echo_texts = (
             {
                 prompt_index * params.n + sample: self.tokenizer.decode(prompt)
@@ -142,10 +146,17 @@ class SyntheticModel:
         plan = generation.plan(params)
         if params.stream:
             stream = CompletionStream(
-                self.tokenizer, meta, generation.prompt_tokens, params.continuous_usage_stats
+                self.wire,
+                self.tokenizer,
+                meta,
+                generation.prompt_tokens,
+                params.include_usage,
+                params.continuous_usage_stats,
+                completion.prompts,
+                params.n,
             )
             plan.events = completion_events(
-                stream, generation.choices, generation.offsets, params.include_usage, echo_texts
+                stream, generation.choices, generation.offsets, echo_texts
             )
         else:
             rendered = [
@@ -153,7 +164,7 @@ class SyntheticModel:
                 for c in generation.choices
             ]
             plan.body = completion_body(
-                meta, rendered, generation.prompt_tokens, generation.completion_tokens
+                self.wire, meta, rendered, generation.prompt_tokens, generation.completion_tokens
             )
         return plan
 

@@ -13,6 +13,7 @@ from dummy_vllm.engine import Tokenizer
 from dummy_vllm.faults import Fault, FaultInjector, parse_fault
 from dummy_vllm.plan import ResponsePlan
 from dummy_vllm.protocol.errors import APIError
+from dummy_vllm.protocol.profiles import DEFAULT_PROFILE
 from dummy_vllm.protocol.requests import CHAT_ROUTE, COMPLETIONS_ROUTE, ServedModel
 from dummy_vllm.protocol.sse import DONE_EVENT
 from dummy_vllm.settings import (
@@ -123,7 +124,7 @@ def test_fault_types_parse_from_a_comma_separated_list() -> None:
 def test_error_faults_answer_in_vllms_envelope(
     kind: FaultType, status: int, error_type: str
 ) -> None:
-    error = Fault(kind, 3, 0.0).error(max_model_len=2048)
+    error = Fault(kind, 3, 0.0).error(DEFAULT_PROFILE, max_model_len=2048)
     assert error is not None
     body = json.loads(error.body())
     assert body["error"]["code"] == status
@@ -136,7 +137,7 @@ def test_error_faults_answer_in_vllms_envelope(
 
 def test_plan_faults_raise_no_error() -> None:
     for kind in (FaultType.CUT, FaultType.ERROR_EVENT, FaultType.STALL, FaultType.SLOW_FIRST_BYTE):
-        assert Fault(kind, 3, 1.0).error(2048) is None
+        assert Fault(kind, 3, 1.0).error(DEFAULT_PROFILE, 2048) is None
 
 
 # --- plan transformations ---------------------------------------------------------------------
@@ -145,7 +146,7 @@ def test_plan_faults_raise_no_error() -> None:
 @pytest.mark.parametrize("route", [CHAT_ROUTE, COMPLETIONS_ROUTE])
 def test_cut_keeps_n_tokens_and_drops_the_connection(route: str) -> None:
     original = plan(stream=True, route=route)
-    cut = Fault(FaultType.CUT, 3, 0.0).apply(original)
+    cut = Fault(FaultType.CUT, 3, 0.0).apply(original, DEFAULT_PROFILE, chat=False)
     events = list(cut.events)
     assert len(token_events(events)) == 3
     assert all(event.data != DONE_EVENT for event in events)
@@ -158,7 +159,9 @@ def test_cut_keeps_n_tokens_and_drops_the_connection(route: str) -> None:
 
 
 def test_error_event_follows_n_tokens_then_done() -> None:
-    faulted = Fault(FaultType.ERROR_EVENT, 2, 0.0).apply(plan(stream=True))
+    faulted = Fault(FaultType.ERROR_EVENT, 2, 0.0).apply(
+        plan(stream=True), DEFAULT_PROFILE, chat=False
+    )
     events = list(faulted.events)
     assert len(token_events(events)) == 2
     error, done = events[-2:]
@@ -173,14 +176,20 @@ def test_error_event_follows_n_tokens_then_done() -> None:
 
 
 def test_faults_strike_before_done_when_the_stream_is_shorter() -> None:
-    events = list(Fault(FaultType.CUT, 50, 0.0).apply(plan(stream=True, max_tokens=4)).events)
+    events = list(
+        Fault(FaultType.CUT, 50, 0.0)
+        .apply(plan(stream=True, max_tokens=4), DEFAULT_PROFILE, chat=False)
+        .events
+    )
     assert len(token_events(events)) == 4
     assert events[-1].data != DONE_EVENT
 
 
 def test_stall_delays_every_event_after_n_tokens() -> None:
     planned = plan(stream=True)
-    stalled = list(Fault(FaultType.STALL, 3, 2.0).apply(planned).events)
+    stalled = list(
+        Fault(FaultType.STALL, 3, 2.0).apply(planned, DEFAULT_PROFILE, chat=False).events
+    )
     original = list(planned.events)
     assert [event.data for event in stalled] == [event.data for event in original]
     shifts = [b.offset - a.offset for a, b in zip(original, stalled, strict=True)]
@@ -189,22 +198,27 @@ def test_stall_delays_every_event_after_n_tokens() -> None:
 
 
 def test_slow_first_byte_holds_the_headers() -> None:
-    assert Fault(FaultType.SLOW_FIRST_BYTE, 3, 1.5).apply(plan(stream=True)).headers_offset == 1.5
+    assert (
+        Fault(FaultType.SLOW_FIRST_BYTE, 3, 1.5)
+        .apply(plan(stream=True), DEFAULT_PROFILE, chat=False)
+        .headers_offset
+        == 1.5
+    )
 
 
 def test_non_streamed_answers_are_broken_too() -> None:
     original = plan(stream=False)
-    stalled = Fault(FaultType.STALL, 3, 2.0).apply(original)
+    stalled = Fault(FaultType.STALL, 3, 2.0).apply(original, DEFAULT_PROFILE, chat=False)
     assert stalled.body_offset == pytest.approx(original.body_offset + 2.0)
     assert stalled.body == original.body
     assert list(stalled.token_offsets[:3]) == list(original.token_offsets[:3])
     assert stalled.token_offsets[3] == pytest.approx(original.token_offsets[3] + 2.0)
 
-    cut = Fault(FaultType.CUT, 3, 0.0).apply(original)
+    cut = Fault(FaultType.CUT, 3, 0.0).apply(original, DEFAULT_PROFILE, chat=False)
     assert cut.drop_connection
     assert cut.body == b""
 
-    failed = Fault(FaultType.ERROR_EVENT, 3, 0.0).apply(original)
+    failed = Fault(FaultType.ERROR_EVENT, 3, 0.0).apply(original, DEFAULT_PROFILE, chat=False)
     assert failed.status == 500
     assert json.loads(failed.body)["error"]["type"] == "InternalServerError"
     assert failed.body_offset == original.body_offset

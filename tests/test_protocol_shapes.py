@@ -9,21 +9,15 @@ import pytest
 
 from dummy_vllm.engine import Tokenizer
 from dummy_vllm.protocol.errors import APIError, bad_request, model_not_found
+from dummy_vllm.protocol.profiles import DEFAULT_PROFILE
 from dummy_vllm.protocol.requests import (
     ServedModel,
     decode_body,
     parse_chat_request,
     parse_completion_request,
 )
-from dummy_vllm.protocol.responses import (
-    DONE_EVENT,
-    ChatStream,
-    CompletionStream,
-    chat_events,
-    completion_events,
-    models_body,
-    new_response_meta,
-)
+from dummy_vllm.protocol.responses import models_body
+from dummy_vllm.protocol.sse import DONE_EVENT
 from dummy_vllm.settings import Limits, SyntheticSettings
 from dummy_vllm.synthetic import SyntheticModel
 
@@ -47,6 +41,24 @@ def chat(body: dict[str, Any]) -> tuple[Any, Any]:
 def completion(body: dict[str, Any]) -> tuple[Any, Any]:
     request = parse_completion_request({"prompt": "Hello there", **body}, SERVED)
     return request, MODEL.generate(request.prompts, request.params)
+
+
+def chat_stream(body: dict[str, Any], request_id: str | None = None) -> list[tuple[float, bytes]]:
+    """(due offset, bytes) of every event of a streamed chat answer to ``body``."""
+    request, _ = chat({**body, "stream": True})
+    return [(event.offset, event.data) for event in MODEL.chat_plan(request, request_id).events]
+
+
+def completion_stream(body: dict[str, Any]) -> list[tuple[float, bytes]]:
+    request, _ = completion({**body, "stream": True})
+    return [(event.offset, event.data) for event in MODEL.completion_plan(request, None).events]
+
+
+def payloads(events: list[tuple[float, bytes]]) -> list[dict[str, Any]]:
+    """The JSON events, [DONE] checked and left out."""
+    raw = sse_events(b"".join(data for _, data in events))
+    assert raw[-1] == b"[DONE]"
+    return [json.loads(event) for event in raw[:-1]]
 
 
 def test_chat_body_matches_capture_field_for_field() -> None:
@@ -74,14 +86,8 @@ def test_completion_body_matches_capture_field_for_field() -> None:
 
 
 def test_chat_stream_events_match_capture() -> None:
-    request, generation = chat({"max_tokens": 4, "stream": True})
-    meta = new_response_meta("chatcmpl", request.model, None)
-    stream = ChatStream(TOKENIZER, meta, generation.prompt_tokens, continuous_usage=False)
-    plan = list(chat_events(stream, generation.choices, generation.offsets, include_usage=False))
-    raw = b"".join(event.data for event in plan)
-    events = sse_events(raw)
-    assert events[-1] == b"[DONE]"
-    ours = [json.loads(event) for event in events[:-1]]
+    plan = chat_stream({"max_tokens": 4})
+    ours = payloads(plan)
     captured = capture_events(CAPTURES / "v0.11_chat-stream_tinyllama_readme-elided.sse")
     assert shape(ours[0]) == shape(captured[0])  # role event
     assert shape(ours[1]) == shape(captured[1])  # content event
@@ -94,15 +100,7 @@ def test_chat_stream_events_match_capture() -> None:
 
 
 def test_chat_usage_event_matches_capture() -> None:
-    request, generation = chat(
-        {"max_tokens": 3, "stream": True, "stream_options": {"include_usage": True}}
-    )
-    meta = new_response_meta("chatcmpl", request.model, None)
-    stream = ChatStream(TOKENIZER, meta, generation.prompt_tokens, continuous_usage=False)
-    raw = b"".join(
-        event.data for event in chat_events(stream, generation.choices, generation.offsets, True)
-    )
-    ours = json.loads(sse_events(raw)[-2])
+    ours = payloads(chat_stream({"max_tokens": 3, "stream_options": {"include_usage": True}}))[-1]
     captured = capture_events(CAPTURES / "v0.23_chat-stream-include-usage_gemma4.sse")[-1]
     del captured["system_fingerprint"]  # 0.20.1+ only
     assert shape(ours) == shape(captured)
@@ -111,18 +109,13 @@ def test_chat_usage_event_matches_capture() -> None:
 
 
 def test_completion_stream_events_match_capture() -> None:
-    request, generation = completion({"max_tokens": 3, "stream": True})
-    meta = new_response_meta("cmpl", request.model, None)
-    stream = CompletionStream(TOKENIZER, meta, generation.prompt_tokens, continuous_usage=False)
-    raw = b"".join(
-        event.data
-        for event in completion_events(stream, generation.choices, generation.offsets, False, {})
-    )
-    events = sse_events(raw)
-    assert events[-1] == b"[DONE]"
-    ours = [json.loads(event) for event in events[:-1]]
+    _, generation = completion({"max_tokens": 3, "stream": True})
+    ours = payloads(completion_stream({"max_tokens": 3}))
     captured = capture_events(CAPTURES / "v0.2x_completions-stream-tail_qwen25.sse")
     assert len(ours) == 3
+    # 0.11.0 sends the prompt's ids on a choice's first chunk (vLLM issue #27336).
+    assert ours[0]["choices"][0]["prompt_token_ids"] == TOKENIZER.encode("Hello there")
+    ours[0]["choices"][0]["prompt_token_ids"] = None
     assert shape(ours[0]) == shape(captured[0])
     assert shape(ours[-1]) == shape(captured[-1])
     assert [event["choices"][0]["finish_reason"] for event in ours] == [None, None, "length"]
@@ -131,10 +124,7 @@ def test_completion_stream_events_match_capture() -> None:
 
 
 def test_stream_event_framing_is_compact_data_lines() -> None:
-    request, generation = chat({"max_tokens": 2, "stream": True})
-    meta = new_response_meta("chatcmpl", request.model, "abc")
-    stream = ChatStream(TOKENIZER, meta, generation.prompt_tokens, continuous_usage=False)
-    for _, data, _ in chat_events(stream, generation.choices, generation.offsets, False):
+    for _, data in chat_stream({"max_tokens": 2}, request_id="abc"):
         assert data.startswith(b"data: ")
         assert data.endswith(b"\n\n")
         assert data.count(b"\n") == 2
@@ -148,18 +138,8 @@ def test_stream_event_framing_is_compact_data_lines() -> None:
 
 
 def test_n_greater_than_one_interleaves_distinct_indexes() -> None:
-    request, generation = chat({"max_tokens": 3, "n": 3, "stream": True})
-    meta = new_response_meta("chatcmpl", request.model, None)
-    stream = ChatStream(TOKENIZER, meta, generation.prompt_tokens, continuous_usage=False)
-    events = [
-        json.loads(e)
-        for e in sse_events(
-            b"".join(
-                event.data
-                for event in chat_events(stream, generation.choices, generation.offsets, False)
-            )
-        )[:-1]
-    ]
+    _, generation = chat({"max_tokens": 3, "n": 3, "stream": True})
+    events = payloads(chat_stream({"max_tokens": 3, "n": 3}))
     indexes = [event["choices"][0]["index"] for event in events]
     assert indexes[:3] == [0, 1, 2]  # role events first
     assert "role" in events[0]["choices"][0]["delta"]
@@ -175,30 +155,14 @@ def test_completion_multiple_prompts_index_prompt_major() -> None:
 
 
 def test_continuous_usage_counts_per_choice() -> None:
-    request, generation = chat(
-        {
-            "max_tokens": 3,
-            "stream": True,
-            "stream_options": {"include_usage": True, "continuous_usage_stats": True},
-        }
-    )
-    meta = new_response_meta("chatcmpl", request.model, None)
-    stream = ChatStream(TOKENIZER, meta, generation.prompt_tokens, continuous_usage=True)
-    events = [
-        json.loads(e)
-        for e in sse_events(
-            b"".join(
-                event.data
-                for event in chat_events(stream, generation.choices, generation.offsets, True)
-            )
-        )[:-1]
-    ]
+    options = {"include_usage": True, "continuous_usage_stats": True}
+    events = payloads(chat_stream({"max_tokens": 3, "stream_options": options}))
     assert [event["usage"]["completion_tokens"] for event in events] == [0, 1, 2, 3, 3]
     assert events[-1]["choices"] == []
 
 
 def test_models_body_matches_capture() -> None:
-    body = json.loads(models_body("m", "/models/m", 2048, 1700000000))
+    body = json.loads(models_body("m", "/models/m", 2048, 1700000000, 32))
     assert shape(body) == shape(load("v0.11_models_tinyllama.json"))
     assert body["data"][0]["root"] == "/models/m"
 
@@ -208,7 +172,9 @@ def test_error_envelope_matches_capture() -> None:
         json.loads(line)
         for line in (CAPTURES / "v0.2x_errors_nested-shape_rerank.jsonl").read_text().splitlines()
     ]
-    assert json.loads(model_not_found("no-such-model").body()) == captured[2]
+    assert (
+        json.loads(model_not_found("no-such-model", ("m",), DEFAULT_PROFILE).body()) == captured[2]
+    )
     assert shape(json.loads(bad_request("x").body())) == shape(captured[1])
 
 

@@ -1,8 +1,11 @@
-"""vLLM's error envelopes (0.10.1+ nested shape) and the exceptions that carry them.
+"""vLLM's error envelopes and the exceptions that carry them, as each release renders them.
 
 Two kinds of 400 exist in vLLM and clients can see the difference: request-model validation
 (pydantic, surfaced by FastAPI) has ``type: "Bad Request"`` and a stringified error list; handler
 checks (sampling parameters, context length) have ``type: "BadRequestError"`` and a plain message.
+An error is raised once, the same way whatever release is emulated; what differs between
+releases (flat or nested envelope, ``param`` filled or null, the ``(parameter=X, value=Y)``
+suffix) is applied when it is rendered, from the ``Profile``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 
 import ujson
 
+from .profiles import DEFAULT_PROFILE, Profile
 from .sse import frame
 
 # Bodies that FastAPI/Starlette produce outside vLLM's handlers, byte for byte.
@@ -21,52 +25,93 @@ METHOD_NOT_ALLOWED_BODY = b'{"detail":"Method Not Allowed"}'
 UNAUTHORIZED_BODY = b'{"error":"Unauthorized"}'
 
 
+def _dumps(value: Any) -> bytes:
+    return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False).encode()
+
+
 class APIError(Exception):
-    """An error answered with vLLM's nested envelope ``{"error": {...}}``."""
+    """An error answered with vLLM's envelope.
+
+    ``param`` is shown whatever the release (this server's own parameters, e.g. its fault
+    header); ``parameter`` and ``value`` are what vLLM's ``VLLMValidationError`` carries, shown
+    as ``param`` and as a message suffix only by the releases that do (0.14+).
+    """
 
     def __init__(
-        self, status: int, message: str, error_type: str, param: str | None = None
+        self,
+        status: int,
+        message: str,
+        error_type: str,
+        param: str | None = None,
+        *,
+        parameter: str | None = None,
+        value: Any = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.error_type = error_type
         self.param = param
+        self.parameter = parameter
+        self.value = value
 
-    def envelope(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.error_type,
-                "param": self.param,
+    def fields(self, profile: Profile) -> tuple[str, str, str | None]:
+        """(message, type, param) as ``profile`` renders them."""
+        message, param = self.message, self.param
+        if self.parameter is not None and profile.parameter_suffix:
+            message = f"{message} (parameter={self.parameter}, value={self.value})"
+        if param is None and profile.error_params:
+            param = self.parameter
+        return message, self.error_type, param
+
+    def envelope(self, profile: Profile = DEFAULT_PROFILE) -> dict[str, Any]:
+        message, error_type, param = self.fields(profile)
+        if not profile.nested_errors:
+            return {
+                "object": "error",
+                "message": message,
+                "type": error_type,
+                "param": param,
                 "code": self.status,
             }
+        return {
+            "error": {"message": message, "type": error_type, "param": param, "code": self.status}
         }
 
-    def body(self) -> bytes:
-        return ujson.dumps(
-            self.envelope(), ensure_ascii=False, escape_forward_slashes=False
-        ).encode()
+    def body(self, profile: Profile = DEFAULT_PROFILE) -> bytes:
+        return _dumps(self.envelope(profile))
 
-    def stream_event(self) -> bytes:
+    def stream_event(self, profile: Profile = DEFAULT_PROFILE, chat: bool = False) -> bytes:
+        """The event a stream ends with (before ``[DONE]``) when generation fails."""
+        envelope = self.envelope(profile)
+        if not profile.nested_errors:
+            # <= 0.10.0 wraps its flat error in an "error" key inside streams.
+            envelope = {"error": envelope}
+        if chat and profile.compact_chat_stream_errors:
+            return frame(_dumps(envelope))
         # vLLM builds in-stream errors with json.dumps defaults: spaces and ASCII escapes.
-        return frame(json.dumps(self.envelope()).encode())
+        return frame(json.dumps(envelope).encode())
 
 
-def bad_request(message: str, param: str | None = None) -> APIError:
+def bad_request(
+    message: str, param: str | None = None, *, parameter: str | None = None, value: Any = None
+) -> APIError:
     """A handler-level 400 (sampling parameters, context length)."""
-    return APIError(HTTPStatus.BAD_REQUEST, message, "BadRequestError", param)
-
-
-def model_not_found(model: str) -> APIError:
-    return APIError(HTTPStatus.NOT_FOUND, f"The model `{model}` does not exist.", "NotFoundError")
-
-
-def context_length_exceeded(limit: int, prompt_len: int) -> APIError:
-    return bad_request(
-        f"This model's maximum context length is {limit} tokens. However, your request has "
-        f"{prompt_len} input tokens. Please reduce the length of the input messages."
+    return APIError(
+        HTTPStatus.BAD_REQUEST,
+        message,
+        "BadRequestError",
+        param,
+        parameter=parameter,
+        value=value,
     )
+
+
+def model_not_found(model: str, served: tuple[str, ...], profile: Profile) -> APIError:
+    message = f"The model `{model}` does not exist."
+    if profile.model_not_found_lists_aliases:
+        message += f" Valid aliases: {', '.join(served)}."
+    return APIError(HTTPStatus.NOT_FOUND, message, "NotFoundError", parameter="model")
 
 
 def internal_error(message: str) -> APIError:
@@ -93,18 +138,51 @@ def payload_too_large(limit: int) -> APIError:
 
 
 class ValidationFailure(APIError):
-    """Request-model validation, rendered like FastAPI's RequestValidationError in vLLM 0.11."""
+    """Request-model validation, rendered like FastAPI's RequestValidationError in vLLM."""
 
-    def __init__(self, errors: list[Any]) -> None:
-        count = len(errors)
-        # str() of a dict is its repr; a plain string error prints bare, as FastAPI does.
-        lines = "".join(f"\n  {error}" for error in errors)
-        message = f"{count} validation error{'s' if count != 1 else ''}:{lines}"
-        super().__init__(HTTPStatus.BAD_REQUEST, message, HTTPStatus.BAD_REQUEST.phrase)
+    def __init__(self, errors: list[Any], parameter: str | None = None) -> None:
+        super().__init__(
+            HTTPStatus.BAD_REQUEST,
+            _validation_message(errors, dotted_loc=False),
+            HTTPStatus.BAD_REQUEST.phrase,
+        )
         self.errors = errors
+        # A model validator that raised vLLM's VLLMValidationError names its field (0.14+).
+        self.validation_parameter = parameter
+
+    def fields(self, profile: Profile) -> tuple[str, str, str | None]:
+        message = _validation_message(self.errors, profile.validation_loc_in_param)
+        param = None
+        if profile.error_params:
+            param = self.validation_parameter
+        if param is None and profile.validation_loc_in_param:
+            param = _first_loc(self.errors)
+        return message, profile.validation_error_type, param
 
 
-def value_error(message: str, body: Any) -> ValidationFailure:
+def _validation_message(errors: list[Any], dotted_loc: bool) -> str:
+    count = len(errors)
+    if dotted_loc:
+        # 0.33 cleans each location to a dotted string before printing the list.
+        errors = [
+            {**error, "loc": _dotted(error["loc"])} if isinstance(error, dict) else error
+            for error in errors
+        ]
+    # str() of a dict is its repr; a plain string error prints bare, as FastAPI does.
+    lines = "".join(f"\n  {error}" for error in errors)
+    return f"{count} validation error{'s' if count != 1 else ''}:{lines}"
+
+
+def _dotted(loc: Any) -> str:
+    return ".".join(str(part) for part in loc) if isinstance(loc, tuple | list) else str(loc)
+
+
+def _first_loc(errors: list[Any]) -> str | None:
+    first = errors[0] if errors else None
+    return _dotted(first["loc"]) if isinstance(first, dict) and "loc" in first else None
+
+
+def value_error(message: str, body: Any, parameter: str | None = None) -> ValidationFailure:
     """A model_validator's ValueError, as pydantic reports it."""
     return ValidationFailure(
         [
@@ -115,5 +193,6 @@ def value_error(message: str, body: Any) -> ValidationFailure:
                 "input": body,
                 "ctx": {"error": ValueError(message)},
             }
-        ]
+        ],
+        parameter,
     )

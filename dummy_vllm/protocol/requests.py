@@ -7,6 +7,7 @@ parameters (``BadRequestError``). Unknown fields are accepted and ignored, as vL
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -17,13 +18,9 @@ import ujson
 
 from ..engine import Tokenizer, render_chat_prompt
 from ..settings import Limits
-from .errors import (
-    ValidationFailure,
-    bad_request,
-    context_length_exceeded,
-    model_not_found,
-    value_error,
-)
+from .context_length import OutputRequest, check_context
+from .errors import ValidationFailure, bad_request, model_not_found, value_error
+from .profiles import DEFAULT_PROFILE, Profile
 
 # The routes of vLLM's API that this server answers (or, recording, forwards).
 CHAT_ROUTE = "/v1/chat/completions"
@@ -47,6 +44,16 @@ class ServedModel:
     max_model_len: int
     tokenizer: Tokenizer
     limits: Limits
+    # The vLLM release answered as, and the version /version reports.
+    profile: Profile = DEFAULT_PROFILE
+    version: str = DEFAULT_PROFILE.version
+
+    @property
+    def fingerprint(self) -> str:
+        """``system_fingerprint`` as vLLM's default ``--fingerprint-mode full`` prints it for
+        one GPU: ``vllm-<version>-<8 hex of the config hash>``, stable for a configuration."""
+        config = f"{self.version}|{self.name}|{self.root}|{self.max_model_len}".encode()
+        return f"vllm-{self.version}-{hashlib.sha256(config).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +281,16 @@ _CHAT_FIELDS: dict[str, FieldCheck] = {
     "tool_choice": _as_any,
 }
 
+
+def _without_best_of(fields: dict[str, FieldCheck]) -> dict[str, FieldCheck]:
+    # A field a release no longer declares is unknown to it: accepted, ignored, never checked.
+    return {name: check for name, check in fields.items() if name != "best_of"}
+
+
+# Keyed by Profile.best_of_field.
+_COMPLETION_FIELDS_BY_ERA = {True: _COMPLETION_FIELDS, False: _without_best_of(_COMPLETION_FIELDS)}
+_CHAT_FIELDS_BY_ERA = {True: _CHAT_FIELDS, False: _without_best_of(_CHAT_FIELDS)}
+
 _STREAM_OPTION_FIELDS: dict[str, FieldCheck] = {
     "include_usage": _as_bool,
     "continuous_usage_stats": _as_bool,
@@ -321,49 +338,38 @@ def requested_max_tokens(route: str, body: Mapping[str, Any]) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def usage_requested(stream_options: Any) -> bool:
-    """Whether a stream ends with the usage event. In 0.11 ``include_usage`` defaults to True
-    whenever ``stream_options`` is present."""
+def usage_requested(stream_options: Any, profile: Profile) -> bool:
+    """Whether a stream ends with the usage event: ``include_usage`` as sent, else the era's
+    default whenever ``stream_options`` is present (True up to 0.17, False from 0.18)."""
     if not isinstance(stream_options, dict):
         return False
-    return stream_options.get("include_usage", True) is not False
+    return bool(stream_options.get("include_usage", profile.include_usage_default))
 
 
 # --- shared checks ------------------------------------------------------------------------------
 
 
-def _check_stream_options(body: Mapping[str, Any], fields: dict[str, Any]) -> tuple[bool, bool]:
+def _check_stream_options(
+    body: Mapping[str, Any], fields: dict[str, Any], profile: Profile
+) -> tuple[bool, bool]:
     """Return (include_usage, continuous_usage_stats)."""
     options = fields.get("stream_options")
     if options and not fields.get("stream"):
-        raise value_error("Stream options can only be defined when `stream=True`.", body)
+        raise value_error(
+            "Stream options can only be defined when `stream=True`.", body, "stream_options"
+        )
     if options is None:
         return False, False
     parsed = _coerce_fields(options, _STREAM_OPTION_FIELDS, ("body", "stream_options"))
-    return usage_requested(parsed), parsed.get("continuous_usage_stats", False)
+    include_usage = usage_requested(parsed, profile)
+    return include_usage, include_usage and parsed.get("continuous_usage_stats", False)
 
 
 def _resolve_model(fields: Mapping[str, Any], served: ServedModel) -> str:
     name = fields.get("model")
     if name and name != served.name:
-        raise model_not_found(name)
+        raise model_not_found(name, (served.name,), served.profile)
     return served.name
-
-
-def _check_context(prompt_len: int, max_tokens: int | None, served: ServedModel) -> int:
-    """Return the effective max_tokens; reject what does not fit, with 0.11's messages."""
-    limit = served.max_model_len
-    if prompt_len >= limit:
-        raise context_length_exceeded(limit, prompt_len)
-    if max_tokens is None:
-        return limit - prompt_len
-    if max_tokens > limit - prompt_len:
-        raise bad_request(
-            f"'max_tokens' or 'max_completion_tokens' is too large: {max_tokens}. This model's "
-            f"maximum context length is {limit} tokens and your request has {prompt_len} input "
-            f"tokens ({max_tokens} > {limit} - {prompt_len})."
-        )
-    return max_tokens
 
 
 def _sampling_params(
@@ -374,9 +380,10 @@ def _sampling_params(
     logprobs: int | None,
     include_usage: bool,
     continuous_usage_stats: bool,
-    limits: Limits,
+    served: ServedModel,
 ) -> GenerationParams:
-    """SamplingParams' own checks, verbatim messages."""
+    """SamplingParams' own checks, verbatim messages (and the parameter 0.14+ names)."""
+    limits, profile = served.limits, served.profile
     n = fields.get("n", 1)
     if n < 1:
         raise bad_request(f"n must be at least 1, got {n}.")
@@ -387,10 +394,20 @@ def _sampling_params(
         raise bad_request("vLLM V1 does not yet support best_of.")
     temperature = fields.get("temperature", 1.0)
     if temperature < 0.0:
-        raise bad_request(f"temperature must be non-negative, got {temperature}.")
+        raise bad_request(
+            f"temperature must be non-negative, got {temperature}.",
+            parameter="temperature",
+            value=temperature,
+        )
+    if profile.max_temperature is not None and temperature > profile.max_temperature:
+        raise bad_request(
+            f"temperature must be in [0, {profile.max_temperature:g}], got {temperature}.",
+            parameter="temperature",
+            value=temperature,
+        )
     top_p = fields.get("top_p", 1.0)
     if not 0.0 < top_p <= 1.0:
-        raise bad_request(f"top_p must be in (0, 1], got {top_p}.")
+        raise bad_request(f"top_p must be in (0, 1], got {top_p}.", parameter="top_p", value=top_p)
     top_k = fields.get("top_k", 0)
     if top_k < -1:
         raise bad_request(f"top_k must be 0 (disable), or at least 1, got {top_k}.")
@@ -407,7 +424,11 @@ def _sampling_params(
             f"repetition_penalty must be greater than zero, got {repetition_penalty}."
         )
     if max_tokens < 1 and not (allow_zero_tokens and max_tokens == 0):
-        raise bad_request(f"max_tokens must be at least 1, got {max_tokens}.")
+        raise bad_request(
+            f"max_tokens must be at least 1, got {max_tokens}.",
+            parameter="max_tokens",
+            value=max_tokens,
+        )
     min_tokens = fields.get("min_tokens", 0)
     if min_tokens < 0:
         raise bad_request(f"min_tokens must be greater than or equal to 0, got {min_tokens}.")
@@ -480,19 +501,28 @@ def _checked_ids(ids: list[int], tokenizer: Tokenizer) -> list[int]:
 
 
 def parse_completion_request(body: Mapping[str, Any], served: ServedModel) -> CompletionRequest:
-    fields = _coerce_fields(body, _COMPLETION_FIELDS)
+    fields = _coerce_fields(body, _COMPLETION_FIELDS_BY_ERA[served.profile.best_of_field])
     if "prompt" not in fields:
         raise _missing("prompt", body)
     logprobs = fields.get("logprobs")
     if logprobs is not None and logprobs < 0:
         raise value_error("`logprobs` must be a positive value.", body)
-    include_usage, continuous = _check_stream_options(body, fields)
+    include_usage, continuous = _check_stream_options(body, fields, served.profile)
     model = _resolve_model(fields, served)
-    prompts = _prompt_token_lists(fields["prompt"], body, served)
+    prompt = fields["prompt"]
+    prompts = _prompt_token_lists(prompt, body, served)
     if any(not prompt for prompt in prompts):
         raise bad_request("The decoder prompt cannot be empty")
     requested = requested_max_tokens(COMPLETIONS_ROUTE, fields)
-    max_tokens = min(_check_context(len(prompt), requested, served) for prompt in prompts)
+    text_prompt = isinstance(prompt, str) or isinstance(prompt[0], str)
+    max_tokens = min(
+        check_context(
+            served.profile,
+            served.max_model_len,
+            OutputRequest(len(ids), requested, "max_tokens", chat=False, text_prompt=text_prompt),
+        )
+        for ids in prompts
+    )
     params = _sampling_params(
         fields,
         max_tokens=max_tokens,
@@ -500,7 +530,7 @@ def parse_completion_request(body: Mapping[str, Any], served: ServedModel) -> Co
         logprobs=logprobs,
         include_usage=include_usage,
         continuous_usage_stats=continuous,
-        limits=served.limits,
+        served=served,
     )
     return CompletionRequest(
         model=model,
@@ -576,7 +606,7 @@ def _check_tools(fields: Mapping[str, Any], body: Mapping[str, Any]) -> None:
 
 
 def parse_chat_request(body: Mapping[str, Any], served: ServedModel) -> ChatRequest:
-    fields = _coerce_fields(body, _CHAT_FIELDS)
+    fields = _coerce_fields(body, _CHAT_FIELDS_BY_ERA[served.profile.best_of_field])
     if "messages" not in fields:
         raise _missing("messages", body)
     messages = fields["messages"]
@@ -587,12 +617,17 @@ def parse_chat_request(body: Mapping[str, Any], served: ServedModel) -> ChatRequ
             raise value_error("`top_logprobs` must be a positive value.", body)
         if top_logprobs > 0 and not fields.get("logprobs"):
             raise value_error("when using `top_logprobs`, `logprobs` must be set to true.", body)
-    include_usage, continuous = _check_stream_options(body, fields)
+    include_usage, continuous = _check_stream_options(body, fields, served.profile)
     _check_tools(fields, body)
     model = _resolve_model(fields, served)
     prompt = served.tokenizer.encode(render_chat_prompt(messages))
     requested = requested_max_tokens(CHAT_ROUTE, fields)
-    max_tokens = _check_context(len(prompt), requested, served)
+    field = "max_completion_tokens" if "max_completion_tokens" in fields else "max_tokens"
+    max_tokens = check_context(
+        served.profile,
+        served.max_model_len,
+        OutputRequest(len(prompt), requested, field, chat=True, text_prompt=True),
+    )
     params = _sampling_params(
         fields,
         max_tokens=max_tokens,
@@ -600,6 +635,6 @@ def parse_chat_request(body: Mapping[str, Any], served: ServedModel) -> ChatRequ
         logprobs=(top_logprobs or 0) if fields.get("logprobs") else None,
         include_usage=include_usage,
         continuous_usage_stats=continuous,
-        limits=served.limits,
+        served=served,
     )
     return ChatRequest(model=model, prompt=tuple(prompt), params=params)

@@ -1,8 +1,10 @@
-"""Response bodies and SSE events in vLLM 0.11's shapes.
+"""Response bodies and SSE events in the shapes of the emulated vLLM release.
 
 Field order and explicit nulls are part of the contract (clients and diff-based tests see them),
-so bodies are built as ordered dicts and serialised compactly. Stream events are the hot path:
-each encoder renders its constant head once and a token event is a few byte concatenations.
+and both come from the ``Profile``: bodies are ordered dicts built from its key tuples, and a
+``Wire`` compiles its stream shapes into byte fragments once per worker. Stream events are the
+hot path: each stream renders its constant head once and a token event is a few byte
+concatenations.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ import ujson
 
 from ..engine import Tokenizer
 from ..plan import PlanEvent
+from .profiles import Profile
 from .sse import DATA_PREFIX, DONE_EVENT, EVENT_SEPARATOR
 
 _ids = random.Random(os.urandom(32))
@@ -85,12 +87,60 @@ class RenderedChoice:
     logprobs: Any = None
 
 
-def new_response_meta(prefix: str, model: str, request_id: str | None) -> ResponseMeta:
-    """``cmpl-``/``chatcmpl-`` plus 32 hex (0.11), or the client's X-Request-Id."""
-    # 32 hex digits, as vLLM 0.11's random_uuid(), from a per-process generator seeded by the
-    # OS: unique in practice, and no system call per request.
-    suffix = request_id if request_id else f"{_ids.getrandbits(128):032x}"
-    return ResponseMeta(id=f"{prefix}-{suffix}", created=int(time.time()), model=model)
+def random_id(hex_digits: int) -> str:
+    """vLLM's ``random_uuid()``: 32 hex digits up to 0.11, 16 from 0.12. From a per-process
+    generator seeded by the OS: unique in practice, and no system call per request."""
+    return f"{_ids.getrandbits(4 * hex_digits):0{hex_digits}x}"
+
+
+def _nulls(keys: Sequence[str]) -> bytes:
+    return b"".join(b',"%b":null' % key.encode() for key in keys)
+
+
+def _ordered(keys: Sequence[str], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``keys`` in order, each with its value or null."""
+    return {key: values.get(key) for key in keys}
+
+
+class Wire:
+    """A profile's shapes compiled to the byte fragments streams are built from; one per
+    worker. ``fingerprint`` is the ``system_fingerprint`` the era fills in (else null/absent)."""
+
+    __slots__ = (
+        "chat_delta_tail",
+        "chat_finish_choice_tail",
+        "chat_role_tail",
+        "chat_token_choice_tail",
+        "chat_token_tail",
+        "completion_choice_tail",
+        "completion_token_tail",
+        "fingerprint",
+        "fingerprint_tail",
+        "profile",
+    )
+
+    def __init__(self, profile: Profile, fingerprint: str | None) -> None:
+        self.profile = profile
+        self.fingerprint = fingerprint if profile.fingerprint else None
+        self.fingerprint_tail = (
+            b',"system_fingerprint":' + dumps(self.fingerprint) if self.fingerprint else b""
+        )
+        self.chat_delta_tail = _nulls(profile.chat_delta_nulls)
+        self.chat_token_choice_tail = _nulls(profile.chat_token_choice_nulls)
+        self.chat_finish_choice_tail = _nulls(profile.chat_finish_choice_nulls)
+        self.chat_role_tail = _nulls(profile.chat_role_nulls)
+        self.chat_token_tail = _nulls(profile.chat_token_nulls)
+        self.completion_choice_tail = _nulls(profile.completion_chunk_choice_nulls)
+        self.completion_token_tail = _nulls(profile.completion_token_nulls)
+
+    def meta(self, prefix: str, model: str, request_id: str | None) -> ResponseMeta:
+        """``cmpl-``/``chatcmpl-`` plus the era's random id, or the client's X-Request-Id."""
+        suffix = request_id or random_id(self.profile.id_hex_digits)
+        return ResponseMeta(id=f"{prefix}-{suffix}", created=int(time.time()), model=model)
+
+    def usage(self, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+        """A body's usage: the counts, then the era's details keys, null."""
+        return _ordered(self.profile.usage_keys, usage(prompt_tokens, completion_tokens))
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -102,11 +152,12 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
-def _usage_json(prompt_tokens: int, completion_tokens: int) -> bytes:
-    return b'{"prompt_tokens":%d,"total_tokens":%d,"completion_tokens":%d}' % (
+def _usage_json(prompt_tokens: int, completion_tokens: int, tail: bytes = b"") -> bytes:
+    return b'{"prompt_tokens":%d,"total_tokens":%d,"completion_tokens":%d%b}' % (
         prompt_tokens,
         prompt_tokens + completion_tokens,
         completion_tokens,
+        tail,
     )
 
 
@@ -120,11 +171,12 @@ def stream_head(meta: ResponseMeta, object_name: str) -> bytes:
     )
 
 
-def usage_event(head: bytes, prompt_tokens: int, completion_tokens: int) -> bytes:
-    """The ``choices: []`` usage event; ``head`` is a stream's ``_head``."""
-    return b'%b,"choices":[],"usage":%b}%b' % (
+def usage_event(wire: Wire, head: bytes, prompt_tokens: int, completion_tokens: int) -> bytes:
+    """The ``choices: []`` usage event (no nulls: vLLM drops them); ``head`` is a stream's."""
+    return b'%b,"choices":[],"usage":%b%b}%b' % (
         head,
         _usage_json(prompt_tokens, completion_tokens),
+        wire.fingerprint_tail,
         EVENT_SEPARATOR,
     )
 
@@ -185,40 +237,61 @@ class ChatStream:
     """SSE events of one chat completion stream (``exclude_unset`` shapes)."""
 
     def __init__(
-        self, tokenizer: Tokenizer, meta: ResponseMeta, prompt_tokens: int, continuous_usage: bool
+        self,
+        wire: Wire,
+        tokenizer: Tokenizer,
+        meta: ResponseMeta,
+        prompt_tokens: int,
+        include_usage: bool,
+        continuous_usage: bool,
     ) -> None:
+        self.wire = wire
         self.tokenizer = tokenizer
         self.prompt_tokens = prompt_tokens
+        self.include_usage = include_usage
         self.continuous_usage = continuous_usage
         self._head = stream_head(meta, "chat.completion.chunk")
         self._choice = self._head + b',"choices":[{"index":'
+        # 0.33's chat continuous usage names completion_tokens_details, null.
+        self._usage_details = (
+            b',"completion_tokens_details":null'
+            if wire.profile.chat_continuous_usage_details
+            else b""
+        )
+        # Without a usage event, the fingerprint rides on each finish chunk.
+        self._finish_tail = (b"" if include_usage else wire.fingerprint_tail) + wire.chat_token_tail
 
     def _usage_tail(self, completion_tokens: int) -> bytes:
         if not self.continuous_usage:
             return b""
-        return b',"usage":' + _usage_json(self.prompt_tokens, completion_tokens)
+        return b',"usage":' + _usage_json(
+            self.prompt_tokens, completion_tokens, self._usage_details
+        )
 
     def role(self, index: int) -> bytes:
-        return (
-            b"%b%d%b%b%b"
-            % (
-                self._choice,
-                index,
-                b',"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]',
-                self._usage_tail(0),
-                b',"prompt_token_ids":null}',
-            )
-            + EVENT_SEPARATOR
+        wire = self.wire
+        return b'%b%d,"delta":{"role":"assistant","content":""%b},%b}]%b%b}%b' % (
+            self._choice,
+            index,
+            wire.chat_delta_tail,
+            b'"logprobs":null,"finish_reason":null',
+            self._usage_tail(0),
+            wire.chat_role_tail,
+            EVENT_SEPARATOR,
         )
 
     def token(self, choice: ChoiceOutput, position: int) -> bytes:
-        last = position == len(choice.token_ids) - 1
-        finish = (
-            b',"finish_reason":"%b","stop_reason":%b'
-            % (choice.finish_reason.encode(), _finish_json(choice.stop_reason))
-            if last
-            else b',"finish_reason":null'
-        )
+        wire = self.wire
+        if position == len(choice.token_ids) - 1:
+            finish = b',"finish_reason":"%b","stop_reason":%b%b' % (
+                choice.finish_reason.encode(),
+                _finish_json(choice.stop_reason),
+                wire.chat_finish_choice_tail,
+            )
+            tail = self._finish_tail
+        else:
+            finish = b',"finish_reason":null' + wire.chat_token_choice_tail
+            tail = wire.chat_token_tail
         logprobs = (
             b"null"
             if choice.logprobs is None
@@ -226,18 +299,20 @@ class ChatStream:
                 {"content": chat_logprob_entries(self.tokenizer, [choice.logprobs[position]])}
             )
         )
-        return b'%b%d,"delta":{"content":%b},"logprobs":%b%b,"token_ids":null}]%b}%b' % (
+        return b'%b%d,"delta":{"content":%b%b},"logprobs":%b%b}]%b%b}%b' % (
             self._choice,
             choice.index,
             choice.json_text_at(self.tokenizer, position),
+            wire.chat_delta_tail,
             logprobs,
             finish,
             self._usage_tail(position + 1),
+            tail,
             EVENT_SEPARATOR,
         )
 
     def usage(self, completion_tokens: int) -> bytes:
-        return usage_event(self._head, self.prompt_tokens, completion_tokens)
+        return usage_event(self.wire, self._head, self.prompt_tokens, completion_tokens)
 
 
 def render_chat_choice(tokenizer: Tokenizer, choice: ChoiceOutput) -> RenderedChoice:
@@ -253,44 +328,44 @@ def render_chat_choice(tokenizer: Tokenizer, choice: ChoiceOutput) -> RenderedCh
 
 
 def chat_body(
+    wire: Wire,
     meta: ResponseMeta,
     choices: Sequence[RenderedChoice],
     prompt_tokens: int,
     completion_tokens: int,
 ) -> bytes:
+    profile = wire.profile
+    message_keys = profile.chat_message_keys
+    if profile.omit_empty_tool_calls:
+        message_keys = tuple(key for key in message_keys if key != "tool_calls")
     return dumps(
-        {
-            "id": meta.id,
-            "object": "chat.completion",
-            "created": meta.created,
-            "model": meta.model,
-            "choices": [
-                {
-                    "index": choice.index,
-                    "message": {
-                        "role": "assistant",
-                        "content": choice.text,
-                        "refusal": None,
-                        "annotations": None,
-                        "audio": None,
-                        "function_call": None,
-                        "tool_calls": [],
-                        "reasoning_content": None,
-                    },
-                    "logprobs": choice.logprobs,
-                    "finish_reason": choice.finish_reason,
-                    "stop_reason": choice.stop_reason,
-                    "token_ids": None,
-                }
-                for choice in choices
-            ],
-            "service_tier": None,
-            "system_fingerprint": None,
-            "usage": {**usage(prompt_tokens, completion_tokens), "prompt_tokens_details": None},
-            "prompt_logprobs": None,
-            "prompt_token_ids": None,
-            "kv_transfer_params": None,
-        }
+        _ordered(
+            profile.chat_body_keys,
+            {
+                "id": meta.id,
+                "object": "chat.completion",
+                "created": meta.created,
+                "model": meta.model,
+                "choices": [
+                    _ordered(
+                        profile.chat_choice_keys,
+                        {
+                            "index": choice.index,
+                            "message": _ordered(
+                                message_keys,
+                                {"role": "assistant", "content": choice.text, "tool_calls": []},
+                            ),
+                            "logprobs": choice.logprobs,
+                            "finish_reason": choice.finish_reason,
+                            "stop_reason": choice.stop_reason,
+                        },
+                    )
+                    for choice in choices
+                ],
+                "system_fingerprint": wire.fingerprint,
+                "usage": wire.usage(prompt_tokens, completion_tokens),
+            },
+        )
     )
 
 
@@ -298,16 +373,46 @@ def chat_body(
 
 
 class CompletionStream:
-    """SSE events of one completions stream (all fields, ``"usage":null`` on every chunk)."""
+    """SSE events of one completions stream (all fields, and ``"usage":null`` on every chunk,
+    up to 0.20; only the fields set from 0.21)."""
 
     def __init__(
-        self, tokenizer: Tokenizer, meta: ResponseMeta, prompt_tokens: int, continuous_usage: bool
+        self,
+        wire: Wire,
+        tokenizer: Tokenizer,
+        meta: ResponseMeta,
+        prompt_tokens: int,
+        include_usage: bool,
+        continuous_usage: bool,
+        prompt_ids: Sequence[Sequence[int]] = (),
+        n: int = 1,
     ) -> None:
+        self.wire = wire
         self.tokenizer = tokenizer
         self.prompt_tokens = prompt_tokens
+        self.include_usage = include_usage
         self.continuous_usage = continuous_usage
         self._head = stream_head(meta, "text_completion")
         self._choice = self._head + b',"choices":[{"index":'
+        self._finish_tail = (b"" if include_usage else wire.fingerprint_tail) + (
+            wire.completion_token_tail
+        )
+        # 0.11.0 sends each choice's prompt ids on its first chunk (choices are prompt-major).
+        self._prompt_ids = prompt_ids if wire.profile.completion_first_chunk_prompt_ids else ()
+        self._n = n
+
+    def _usage_part(self, completion_tokens: int) -> bytes:
+        if self.continuous_usage:
+            return b',"usage":' + _usage_json(self.prompt_tokens, completion_tokens)
+        return b',"usage":null' if self.wire.profile.completion_chunk_usage_null else b""
+
+    def _choice_tail(self, choice: ChoiceOutput, position: int) -> bytes:
+        if position or not self._prompt_ids:
+            return self.wire.completion_choice_tail
+        ids = self._prompt_ids[choice.index // self._n]
+        return self.wire.completion_choice_tail.replace(
+            b'"prompt_token_ids":null', b'"prompt_token_ids":' + dumps(list(ids)), 1
+        )
 
     def token(
         self, choice: ChoiceOutput, position: int, text_offset: int, echo_text: str = ""
@@ -332,28 +437,21 @@ class CompletionStream:
         )
         finish = b'"%b"' % choice.finish_reason.encode() if last else b"null"
         stop = _finish_json(choice.stop_reason) if last else b"null"
-        usage_json = (
-            _usage_json(self.prompt_tokens, min(position + 1, len(choice.token_ids)))
-            if self.continuous_usage
-            else b"null"
-        )
-        return (
-            b'%b%d,"text":%b,"logprobs":%b,"finish_reason":%b,"stop_reason":%b,'
-            b'"prompt_token_ids":null,"token_ids":null}],"usage":%b}%b'
-            % (
-                self._choice,
-                choice.index,
-                text_json,
-                logprobs,
-                finish,
-                stop,
-                usage_json,
-                EVENT_SEPARATOR,
-            )
+        return b'%b%d,"text":%b,"logprobs":%b,"finish_reason":%b,"stop_reason":%b%b}]%b%b}%b' % (
+            self._choice,
+            choice.index,
+            text_json,
+            logprobs,
+            finish,
+            stop,
+            self._choice_tail(choice, position),
+            self._usage_part(min(position + 1, len(choice.token_ids))),
+            self._finish_tail if last else self.wire.completion_token_tail,
+            EVENT_SEPARATOR,
         )
 
     def usage(self, completion_tokens: int) -> bytes:
-        return usage_event(self._head, self.prompt_tokens, completion_tokens)
+        return usage_event(self.wire, self._head, self.prompt_tokens, completion_tokens)
 
 
 def render_completion_choice(
@@ -371,35 +469,38 @@ def render_completion_choice(
 
 
 def completion_body(
+    wire: Wire,
     meta: ResponseMeta,
     choices: Sequence[RenderedChoice],
     prompt_tokens: int,
     completion_tokens: int,
 ) -> bytes:
+    profile = wire.profile
     return dumps(
-        {
-            "id": meta.id,
-            "object": "text_completion",
-            "created": meta.created,
-            "model": meta.model,
-            "choices": [
-                {
-                    "index": choice.index,
-                    "text": choice.text,
-                    "logprobs": choice.logprobs,
-                    "finish_reason": choice.finish_reason,
-                    "stop_reason": choice.stop_reason,
-                    "token_ids": None,
-                    "prompt_logprobs": None,
-                    "prompt_token_ids": None,
-                }
-                for choice in choices
-            ],
-            "service_tier": None,
-            "system_fingerprint": None,
-            "usage": {**usage(prompt_tokens, completion_tokens), "prompt_tokens_details": None},
-            "kv_transfer_params": None,
-        }
+        _ordered(
+            profile.completion_body_keys,
+            {
+                "id": meta.id,
+                "object": "text_completion",
+                "created": meta.created,
+                "model": meta.model,
+                "choices": [
+                    _ordered(
+                        profile.completion_choice_keys,
+                        {
+                            "index": choice.index,
+                            "text": choice.text,
+                            "logprobs": choice.logprobs,
+                            "finish_reason": choice.finish_reason,
+                            "stop_reason": choice.stop_reason,
+                        },
+                    )
+                    for choice in choices
+                ],
+                "system_fingerprint": wire.fingerprint,
+                "usage": wire.usage(prompt_tokens, completion_tokens),
+            },
+        )
     )
 
 
@@ -409,10 +510,7 @@ TimedEvents = Iterator[PlanEvent]
 
 
 def chat_events(
-    stream: ChatStream,
-    choices: Sequence[ChoiceOutput],
-    offsets: Sequence[float],
-    include_usage: bool,
+    stream: ChatStream, choices: Sequence[ChoiceOutput], offsets: Sequence[float]
 ) -> TimedEvents:
     """Role events ride with the first token (never at t=0); then one event per token step and
     choice, interleaved in index order; the usage event only when asked for; then [DONE]."""
@@ -424,7 +522,7 @@ def chat_events(
             if step < len(choice.token_ids):
                 yield PlanEvent(due, stream.token(choice, step), 1)
     end = offsets[-1] if offsets else 0.0
-    if include_usage:
+    if stream.include_usage:
         yield PlanEvent(end, stream.usage(sum(len(choice.token_ids) for choice in choices)), 0)
     yield PlanEvent(end, DONE_EVENT, 0)
 
@@ -433,7 +531,6 @@ def completion_events(
     stream: CompletionStream,
     choices: Sequence[ChoiceOutput],
     offsets: Sequence[float],
-    include_usage: bool,
     echo_texts: Mapping[int, str],
 ) -> TimedEvents:
     """No role event: the first event already carries the first token (and the echoed prompt)."""
@@ -449,7 +546,7 @@ def completion_events(
                 if has_token:
                     text_offsets[choice.index] += len(choice.text_at(tokenizer, step))
     end = offsets[-1] if offsets else 0.0
-    if include_usage:
+    if stream.include_usage:
         yield PlanEvent(end, stream.usage(sum(len(choice.token_ids) for choice in choices)), 0)
     yield PlanEvent(end, DONE_EVENT, 0)
 
@@ -457,7 +554,9 @@ def completion_events(
 # --- other endpoints ----------------------------------------------------------------------------
 
 
-def models_body(name: str, root: str, max_model_len: int, created: int) -> bytes:
+def models_body(
+    name: str, root: str, max_model_len: int, created: int, id_hex_digits: int
+) -> bytes:
     return dumps(
         {
             "object": "list",
@@ -472,7 +571,7 @@ def models_body(name: str, root: str, max_model_len: int, created: int) -> bytes
                     "max_model_len": max_model_len,
                     "permission": [
                         {
-                            "id": f"modelperm-{uuid.uuid4().hex}",
+                            "id": f"modelperm-{random_id(id_hex_digits)}",
                             "object": "model_permission",
                             "created": created,
                             "allow_create_engine": False,

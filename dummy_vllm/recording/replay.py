@@ -35,6 +35,7 @@ from ..protocol.responses import (
     CompletionStream,
     RenderedChoice,
     ResponseMeta,
+    Wire,
     chat_body,
     chat_events,
     completion_body,
@@ -258,10 +259,6 @@ class ReplayIndex:
 # --- building plans from recordings -------------------------------------------------------------
 
 
-def _wants_usage(body: Mapping[str, Any]) -> bool:
-    return usage_requested(body.get("stream_options"))
-
-
 def _event_json(raw: bytes) -> dict[str, Any]:
     return dict(json.loads(event_data(raw)))
 
@@ -297,7 +294,11 @@ def _meta_of(events: Sequence[RecordedEvent]) -> tuple[ResponseMeta, str]:
 
 
 def _assemble(
-    route: str, events: Sequence[RecordedEvent], prompt_tokens: int, completion_tokens: int
+    wire: Wire,
+    route: str,
+    events: Sequence[RecordedEvent],
+    prompt_tokens: int,
+    completion_tokens: int,
 ) -> bytes:
     """A streamed recording as the non-streamed body vLLM would have sent."""
     meta, _ = _meta_of(events)
@@ -316,7 +317,7 @@ def _assemble(
         for index, parts in sorted(texts.items())
     ]
     builder = chat_body if route == CHAT_ROUTE else completion_body
-    return builder(meta, rendered, prompt_tokens, completion_tokens)
+    return builder(wire, meta, rendered, prompt_tokens, completion_tokens)
 
 
 class ReplayResponder:
@@ -334,6 +335,11 @@ class ReplayResponder:
         self.synthetic = synthetic
         self.metrics = metrics
         self.scale = 0.0 if self.replay.instant else 1.0 / self.replay.speed
+        # What is rebuilt (usage events, assembled bodies, misses) takes the served era's shapes.
+        self.wire = synthetic.wire
+
+    def _wants_usage(self, body: Mapping[str, Any]) -> bool:
+        return usage_requested(body.get("stream_options"), self.wire.profile)
 
     @classmethod
     async def load(
@@ -413,7 +419,9 @@ class ReplayResponder:
         if not stream:
             return ResponsePlan(
                 stream=False,
-                body=_assemble(route, events, recording.prompt_tokens, completion_tokens),
+                body=_assemble(
+                    self.wire, route, events, recording.prompt_tokens, completion_tokens
+                ),
                 body_offset=max(e.offset for e in events) * self.scale,
                 prompt_tokens=recording.prompt_tokens,
                 completion_tokens=completion_tokens,
@@ -440,7 +448,7 @@ class ReplayResponder:
         rebuild_usage: bool,
     ) -> Iterator[PlanEvent]:
         """Recorded events verbatim; the usage event follows this request's stream_options."""
-        wants_usage = _wants_usage(body)
+        wants_usage = self._wants_usage(body)
         recorded_usage = any(e.kind is EventKind.USAGE for e in events)
         last = 0.0
         for event in events:
@@ -456,7 +464,8 @@ class ReplayResponder:
             ):
                 meta, object_name = _meta_of(events)
                 head = stream_head(meta, object_name)
-                yield PlanEvent(last, usage_event(head, prompt_tokens, completion_tokens), 0)
+                usage = usage_event(self.wire, head, prompt_tokens, completion_tokens)
+                yield PlanEvent(last, usage, 0)
             yield PlanEvent(last, event.raw, int(event.kind is EventKind.TOKEN))
 
     def _stream_from_body(
@@ -485,13 +494,20 @@ class ReplayResponder:
         total = recording.complete_offset * self.scale
         offsets = [total * (k + 1) / steps for k in range(steps)]
         completion_tokens = sum(len(c.token_ids) for c in choices)
-        continuous = bool((body.get("stream_options") or {}).get("continuous_usage_stats"))
+        include_usage = self._wants_usage(body)
+        options = body.get("stream_options")
+        continuous = include_usage and bool(
+            isinstance(options, dict) and options.get("continuous_usage_stats")
+        )
+        prompt_tokens = recording.prompt_tokens
         if route == CHAT_ROUTE:
-            chat = ChatStream(tokenizer, meta, recording.prompt_tokens, continuous)
-            events: Iterator[PlanEvent] = chat_events(chat, choices, offsets, _wants_usage(body))
+            chat = ChatStream(self.wire, tokenizer, meta, prompt_tokens, include_usage, continuous)
+            events: Iterator[PlanEvent] = chat_events(chat, choices, offsets)
         else:
-            completion = CompletionStream(tokenizer, meta, recording.prompt_tokens, continuous)
-            events = completion_events(completion, choices, offsets, _wants_usage(body), {})
+            completion = CompletionStream(
+                self.wire, tokenizer, meta, prompt_tokens, include_usage, continuous
+            )
+            events = completion_events(completion, choices, offsets, {})
         return ResponsePlan(
             stream=True,
             events=events,

@@ -37,6 +37,12 @@ async def completions(request: WorkerRequest) -> HTTPResponse | None:
 async def models(request: WorkerRequest) -> HTTPResponse:
     served = request.app.ctx.served
     return raw(
-        models_body(served.name, served.root, served.max_model_len, int(time.time())),
+        models_body(
+            served.name,
+            served.root,
+            served.max_model_len,
+            int(time.time()),
+            served.profile.id_hex_digits,
+        ),
         content_type=JSON_CONTENT_TYPE,
     )

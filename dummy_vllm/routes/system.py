@@ -18,20 +18,17 @@ from ..protocol.requests import (
     decode_body,
 )
 from ..protocol.responses import JSON_CONTENT_TYPE, dumps, tokenize_body
-from ..settings import VLLM_VERSION
 
 # Answered locally in every mode, never behind the API key.
 probe_routes = Blueprint("probes")
 # Answered by the model: synthetic and replay answer them; record mode forwards them.
 system_routes = Blueprint("system")
 
-_VERSION_BODY = dumps({"version": VLLM_VERSION})
-
 
 def _check_model(body: dict[str, Any], served: ServedModel) -> None:
     model = body.get("model")
     if model and model != served.name:
-        raise model_not_found(str(model))
+        raise model_not_found(str(model), (served.name,), served.profile)
 
 
 @probe_routes.get("/health")
@@ -48,7 +45,7 @@ probe_routes.add_route(ping, "/ping", methods=["GET", "POST"])
 
 @system_routes.get(VERSION_ROUTE)
 async def version(request: WorkerRequest) -> HTTPResponse:
-    return raw(_VERSION_BODY, content_type=JSON_CONTENT_TYPE)
+    return raw(dumps({"version": request.app.ctx.served.version}), content_type=JSON_CONTENT_TYPE)
 
 
 @system_routes.post(TOKENIZE_ROUTE)

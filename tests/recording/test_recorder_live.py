@@ -23,8 +23,8 @@ import httpx
 import openai
 import pytest
 
+from dummy_vllm.protocol.profiles import DEFAULT_PROFILE
 from dummy_vllm.recording.store import Outcome, SessionDetail, Store, StoredExchange
-from dummy_vllm.settings import VLLM_VERSION
 
 from ..conftest import REPO, LiveServer
 
@@ -181,7 +181,7 @@ def test_get_routes_are_forwarded_and_recorded(recorder: LiveServer, db: Path) -
     models = httpx.get(f"{recorder.url}/v1/models", timeout=10)
     version = httpx.get(f"{recorder.url}/version", timeout=10)
     assert [item["id"] for item in models.json()["data"]] == [MODEL]
-    assert version.json() == {"version": VLLM_VERSION}
+    assert version.json() == {"version": DEFAULT_PROFILE.version}
     recorded = {x.record.path: x.record for x in load(db, "live")[before:]}
     assert recorded["/v1/models"].response_body == models.content
     assert recorded["/version"].response_body == version.content
@@ -214,7 +214,7 @@ def test_session_describes_the_upstream(
         time.sleep(0.05)
     assert detail.summary.upstream == upstream.url
     assert detail.summary.models == (MODEL,)
-    assert detail.summary.version == VLLM_VERSION
+    assert detail.summary.version == DEFAULT_PROFILE.version
     assert detail.options["mode"] == "proxy"
     assert detail.options["workers"] == 2
 
