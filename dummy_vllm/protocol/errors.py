@@ -111,7 +111,8 @@ def model_not_found(model: str, served: tuple[str, ...], profile: Profile) -> AP
     message = f"The model `{model}` does not exist."
     if profile.model_not_found_lists_aliases:
         message += f" Valid aliases: {', '.join(served)}."
-    return APIError(HTTPStatus.NOT_FOUND, message, "NotFoundError", parameter="model")
+    param = "model" if profile.error_params else None
+    return APIError(HTTPStatus.NOT_FOUND, message, "NotFoundError", param)
 
 
 def internal_error(message: str) -> APIError:
