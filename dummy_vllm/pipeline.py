@@ -23,7 +23,16 @@ class Pipeline:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.scheduler = Scheduler(settings.scheduler)
-        self.metrics = Metrics(settings, self.scheduler)
+        self.metrics = Metrics(
+            self.scheduler,
+            enabled=settings.metrics,
+            model=settings.model,
+            max_model_len=settings.max_model_len,
+            # Each worker's share of all workers' capacity, so that their sum is the total.
+            kv_capacity=settings.scheduler.batch_size * settings.max_model_len * settings.workers,
+            replay=settings.replay is not None,
+            directory=settings.metrics_dir,
+        )
         # Each worker draws its own reproducible fault sequence.
         worker = os.environ.get("SANIC_WORKER_NAME", "")
         self.faults = FaultInjector(settings.faults, zlib.crc32(worker.encode(), settings.seed))

@@ -1,12 +1,13 @@
 """The /metrics exposition against the wire contract (section 6), and what requests record.
 
-These use one worker's own registry (no multiprocess directory); tests/test_live_realism.py
-checks the sums over several workers.
+These use one worker on its own; tests/test_live_realism.py checks the sums over a live
+server's workers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ from dummy_vllm.emit import Delivery
 from dummy_vllm.metrics import Metrics, token_buckets
 from dummy_vllm.plan import ResponsePlan
 from dummy_vllm.scheduler import Scheduler
-from dummy_vllm.settings import FaultType, ReplaySettings, SchedulerSettings, Settings
+from dummy_vllm.settings import FaultType, SchedulerSettings
 
 TTFT = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5]
 TTFT += [10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0]
@@ -55,12 +56,26 @@ CONTRACT: dict[str, tuple[str, list[float] | None]] = {
     "vllm:request_decode_time_seconds": ("histogram", REQUEST_LATENCY),
 }
 
-SETTINGS = Settings(model="m", max_model_len=2048)
 
-
-def make_metrics(settings: Settings = SETTINGS) -> tuple[Metrics, Scheduler]:
-    scheduler = Scheduler(settings.scheduler)
-    return Metrics(settings, scheduler), scheduler
+def make_metrics(
+    *,
+    enabled: bool = True,
+    max_model_len: int = 2048,
+    kv_capacity: int = 256 * 2048,
+    replay: bool = False,
+    directory: Path | None = None,
+) -> tuple[Metrics, Scheduler]:
+    scheduler = Scheduler(SchedulerSettings())
+    metrics = Metrics(
+        scheduler,
+        enabled=enabled,
+        model="m",
+        max_model_len=max_model_len,
+        kv_capacity=kv_capacity,
+        replay=replay,
+        directory=directory,
+    )
+    return metrics, scheduler
 
 
 def scrape(metrics: Metrics) -> dict[str, Any]:
@@ -196,14 +211,8 @@ def test_abandoned_requests_count_as_aborted_with_the_tokens_sent() -> None:
 
 
 def test_product_counters_and_gauges() -> None:
-    settings = Settings(
-        model="m",
-        max_model_len=100,
-        workers=2,
-        scheduler=SchedulerSettings(max_num_seqs=4),
-        replay=ReplaySettings(sessions=("s",)),
-    )
-    metrics, scheduler = make_metrics(settings)
+    # Two workers' KV capacity, each with max_num_seqs 4 and max_model_len 100.
+    metrics, scheduler = make_metrics(max_model_len=100, kv_capacity=2 * 4 * 100, replay=True)
     metrics.http_response("/v1/completions", 200)
     metrics.http_response("/v1/completions", 200)
     metrics.http_response(None, 404)
@@ -221,12 +230,12 @@ def test_product_counters_and_gauges() -> None:
     assert value(replay, "_total", kind="relaxed") == 0
     assert value(replay, "_total", kind="miss_synthetic") == 1
     assert value(families["vllm:num_requests_running"]) == 3
-    # This worker's share of both workers' KV capacity: 200 / (2 x 4 x 100).
+    # This worker's share of both workers' KV capacity.
     assert value(families["vllm:kv_cache_usage_perc"]) == pytest.approx(0.25)
 
 
 def test_disabled_metrics_record_nothing() -> None:
-    metrics, _ = make_metrics(Settings(model="m", metrics=False))
+    metrics, _ = make_metrics(enabled=False)
     plan = ResponsePlan(stream=True, completion_tokens=1, finish_reasons=("stop",))
     metrics.request_finished(plan, stream_delivery([0.1]), 0.0, 0.0)
     metrics.http_response("/v1/completions", 200)

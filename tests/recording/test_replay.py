@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from dummy_vllm.engine import Tokenizer
-from dummy_vllm.metrics import Metrics
+from dummy_vllm.pipeline import Pipeline
 from dummy_vllm.plan import ResponsePlan
 from dummy_vllm.protocol.errors import APIError
 from dummy_vllm.protocol.requests import CHAT_ROUTE, COMPLETIONS_ROUTE, ServedModel
@@ -28,7 +28,6 @@ from dummy_vllm.recording.replay import (
 )
 from dummy_vllm.recording.store import ExchangeRecord, Outcome, StoredExchange
 from dummy_vllm.recording.synthetic_session import exchange_from_plan
-from dummy_vllm.scheduler import Scheduler
 from dummy_vllm.settings import LatencySettings, Limits, MissPolicy, ReplaySettings, Settings
 from dummy_vllm.synthetic import SyntheticModel
 
@@ -53,7 +52,7 @@ def responder(exchanges: Iterable[StoredExchange], **replay: Any) -> ReplayRespo
     settings = Settings(model="m", replay=ReplaySettings(sessions=("s",), **replay))
     assert settings.replay is not None
     index = ReplayIndex(list(exchanges), settings.replay, seed=0)
-    metrics = Metrics(settings, Scheduler(settings.scheduler))
+    metrics = Pipeline(settings).metrics
     return ReplayResponder(settings, index, SyntheticModel(settings, SERVED), metrics)
 
 
