@@ -88,7 +88,16 @@ def create_app(settings: Settings) -> App:
 
 
 def _metrics(settings: Settings, scheduler: Scheduler) -> Metrics:
-    return Metrics(settings, scheduler)
+    return Metrics(
+        scheduler,
+        enabled=settings.metrics,
+        model=settings.model,
+        max_model_len=settings.max_model_len,
+        # Each worker's share of all workers' capacity, so that their sum is the total.
+        kv_capacity=settings.scheduler.batch_size * settings.max_model_len * settings.workers,
+        replay=settings.replay is not None,
+        directory=settings.metrics_dir,
+    )
 
 
 def _serve_model(app: App, settings: Settings) -> None:

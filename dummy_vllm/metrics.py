@@ -1,13 +1,14 @@
 """vLLM's Prometheus metrics, summed over Sanic workers and kept off the hot path.
 
 A request only updates plain in-process accumulators (float adds and a bisect per histogram);
-every ``FLUSH_SECONDS``, and before a scrape, a worker pushes them into prometheus_client. With
-several workers prometheus_client runs in multiprocess mode: the main process points
-``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory before the workers spawn
-(``shared_metrics_dir``), each worker writes its own mmap files there, and a scrape sums them,
-so it sees the other workers' traffic up to ``FLUSH_SECONDS`` late. ``_created`` series are
-absent in that mode, as with vLLM's ``--api-server-count`` > 1. A single worker (and the test
-client) use a registry of their own.
+a scrape turns them into metric families through prometheus_client's custom-collector API
+(``Metrics.collect``). With several workers, the main process makes a directory for them
+(``shared_metrics_dir``); each worker leaves there a snapshot of its cumulative figures every
+``FLUSH_SECONDS``, before it answers a scrape and when it stops, and a scrape sums every
+worker's snapshot, so it sees the other workers' traffic up to ``FLUSH_SECONDS`` late. A stopped
+worker's last snapshot has no gauges: its counts stay in the sums, its requests and KV usage
+leave them. ``_created`` series are absent then, as with vLLM's ``--api-server-count`` > 1
+(prometheus_client's multiprocess mode there).
 
 Values are what clients saw: a stream's times are taken as the emitter writes (see
 ``Metrics.request_finished``). Each worker is one engine as far as the gauges go: running and
@@ -17,30 +18,33 @@ waiting requests and KV usage are sums over workers.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import tempfile
+import time
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from itertools import pairwise
+from dataclasses import dataclass
+from itertools import accumulate, pairwise
+from pathlib import Path
+from typing import Literal
 
-from prometheus_client import (
-    CONTENT_TYPE_PLAIN_0_0_4,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
 )
-from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.utils import floatToGoString
 
 from .emit import Delivery
 from .plan import ABORTED, ResponsePlan
 from .scheduler import Scheduler
-from .settings import FaultType, Settings
+from .settings import FaultType
 
 CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 FLUSH_SECONDS = 0.1
 ENGINE = "0"
 VLLM_LABELS = ("model_name", "engine")
@@ -63,6 +67,13 @@ REQUEST_LATENCY_BUCKETS = (
 )  # fmt: skip
 N_BUCKETS = (1, 2, 5, 10, 20)
 
+Labels = tuple[str, ...]
+# One series: a counter's or gauge's value, or a histogram's bucket counts (+Inf last, not
+# cumulative) followed by its sum. Summing workers adds them element by element.
+Figures = list[float]
+# Every family's series by family name: what a worker leaves for the others.
+Snapshot = dict[str, dict[Labels, Figures]]
+
 
 def token_buckets(max_model_len: int) -> list[int]:
     """vLLM's 1-2-5 series up to the context length: 1, 2, 5, 10, 20, 50, ..."""
@@ -77,140 +88,247 @@ def token_buckets(max_model_len: int) -> list[int]:
 
 
 @contextmanager
-def shared_metrics_dir(settings: Settings) -> Iterator[None]:
-    """Main process, around the server's life: with several workers, prometheus_client's
-    multiprocess mode in a fresh directory, removed at the end. Workers inherit the variable
-    when they spawn and must not have imported prometheus_client earlier (they have not)."""
-    if not settings.metrics or settings.workers < 2:
-        # A stale directory from the environment would silently switch workers' mode.
-        os.environ.pop(MULTIPROC_ENV, None)
-        yield
+def shared_metrics_dir(enabled: bool, workers: int) -> Iterator[Path | None]:
+    """Main process, around the server's life: with several workers, a fresh directory for
+    their snapshots, removed at the end; ``None`` when there is nothing to share."""
+    if not enabled or workers < 2:
+        yield None
         return
     with tempfile.TemporaryDirectory(prefix="dummy-vllm-metrics-") as path:
-        os.environ[MULTIPROC_ENV] = path
-        try:
-            yield
-        finally:
-            del os.environ[MULTIPROC_ENV]
+        yield Path(path)
+
+
+def worker_snapshots(directory: Path) -> list[Snapshot]:
+    """The last snapshot of every worker that wrote one in ``directory``."""
+    return [
+        {
+            name: {tuple(labels): figures for labels, figures in rows}
+            for name, rows in json.loads(path.read_bytes()).items()
+        }
+        for path in sorted(directory.glob("*.json"))
+    ]
+
+
+def _summed(snapshots: Sequence[Snapshot]) -> Snapshot:
+    total: Snapshot = {}
+    for snapshot in snapshots:
+        for name, series in snapshot.items():
+            family = total.setdefault(name, {})
+            for labels, figures in series.items():
+                if labels in family:
+                    family[labels] = [a + b for a, b in zip(family[labels], figures, strict=True)]
+                else:
+                    family[labels] = figures
+    return total
+
+
+@dataclass(frozen=True, slots=True)
+class _Family:
+    """One metric family as prometheus_client shows it, and where this worker's series are."""
+
+    name: str
+    documentation: str
+    kind: Literal["counter", "gauge", "histogram"]
+    labelnames: tuple[str, ...]
+    # This worker's series now.
+    read: Callable[[], dict[Labels, Figures]]
+    # Unix time each series appeared (counters and histograms), for the ``_created`` samples.
+    created: Mapping[Labels, float]
+    # A histogram's ``le`` label values, +Inf last.
+    bounds: tuple[str, ...] = ()
+
+    def metric(self, series: Mapping[Labels, Figures], with_created: bool) -> Metric:
+        metric: Metric
+        if self.kind == "gauge":
+            metric = GaugeMetricFamily(self.name, self.documentation, labels=self.labelnames)
+            for labels, (value,) in series.items():
+                metric.add_metric(labels, value)
+        elif self.kind == "counter":
+            metric = CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
+            for labels, (value,) in series.items():
+                created = self.created[labels] if with_created else None
+                metric.add_metric(labels, value, created=created)
+        else:
+            metric = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+            for labels, figures in series.items():
+                cumulative = zip(self.bounds, accumulate(figures[:-1]), strict=True)
+                metric.add_metric(labels, list(cumulative), figures[-1])
+                if with_created:
+                    label_dict = dict(zip(self.labelnames, labels, strict=True))
+                    metric.add_sample(f"{self.name}_created", label_dict, self.created[labels])
+        return metric
 
 
 class _Histogram:
-    """Observations held in process memory until the next flush into ``targets``."""
+    """Bucket counts and sum of the observations so far."""
 
-    __slots__ = ("_bounds", "_counts", "_sum", "_targets")
+    __slots__ = ("_bounds", "_counts", "_sum")
 
-    def __init__(self, bounds: Sequence[float], targets: Sequence[Histogram]) -> None:
+    def __init__(self, bounds: Sequence[float]) -> None:
         self._bounds = [float(bound) for bound in bounds]
         self._counts = [0] * (len(bounds) + 1)
         self._sum = 0.0
-        self._targets = targets
 
     def observe(self, value: float, count: int = 1) -> None:
-        # Histogram.observe's bucket: the first bound >= value (+Inf last).
+        # prometheus_client's bucket: the first bound >= value (+Inf last).
         self._counts[bisect_left(self._bounds, value)] += count
         self._sum += value * count
 
-    def flush(self) -> None:
-        counts = self._counts
-        if not any(counts):
-            return
-        for target in self._targets:
-            # Whole bucket counts at once: what as many Histogram.observe calls would add.
-            for bucket, count in zip(target._buckets, counts, strict=True):
-                if count:
-                    bucket.inc(count)
-            target._sum.inc(self._sum)
-        self._counts = [0] * len(counts)
-        self._sum = 0.0
+    def figures(self) -> Figures:
+        return [*self._counts, self._sum]
 
 
 class _Counters:
-    """Counter increments by label values, held until the next flush."""
+    """Counter values by label values."""
 
-    __slots__ = ("_family", "_pending")
+    __slots__ = ("created", "values")
 
-    def __init__(self, family: Counter, precreated: Sequence[tuple[str, ...]] = ()) -> None:
-        self._family = family
-        self._pending: dict[tuple[str, ...], float] = {}
-        for labels in precreated:
-            family.labels(*labels)
+    def __init__(self, precreated: Sequence[Labels], now: float) -> None:
+        self.values = dict.fromkeys(precreated, 0.0)
+        self.created = dict.fromkeys(precreated, now)
 
-    def add(self, labels: tuple[str, ...]) -> None:
-        pending = self._pending
-        pending[labels] = pending.get(labels, 0.0) + 1.0
+    def add(self, labels: Labels) -> None:
+        values = self.values
+        if labels in values:
+            values[labels] += 1.0
+        else:
+            values[labels] = 1.0
+            self.created[labels] = time.time()
 
-    def flush(self) -> None:
-        pending, self._pending = self._pending, {}
-        for labels, amount in pending.items():
-            self._family.labels(*labels).inc(amount)
+    def series(self) -> dict[Labels, Figures]:
+        return {labels: [value] for labels, value in self.values.items()}
 
 
 class Metrics:
-    """One worker's metrics. ``enabled`` False (``--disable-metrics``) records nothing."""
+    """One worker's metrics. ``enabled`` False (``--disable-metrics``) records nothing.
 
-    def __init__(self, settings: Settings, scheduler: Scheduler) -> None:
-        self.enabled = settings.metrics
-        self._scheduler = scheduler
-        self._multiproc_dir = os.environ.get(MULTIPROC_ENV)
-        # KV usage as a share of all workers' capacity, so that summing workers gives the total.
-        self._kv_capacity = (
-            settings.scheduler.batch_size * settings.max_model_len * settings.workers
-        )
-        self.registry = registry = CollectorRegistry()
-        engine = (settings.model, ENGINE)
+    ``kv_capacity`` is in tokens; ``replay`` shows the replay outcomes from the start;
+    ``directory`` is where workers leave their snapshots (``shared_metrics_dir``), ``None`` for
+    a single worker.
+    """
 
-        def gauge(name: str, documentation: str) -> Gauge:
-            family = Gauge(
-                name, documentation, VLLM_LABELS, registry=registry, multiprocess_mode="livesum"
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        *,
+        enabled: bool,
+        model: str,
+        max_model_len: int,
+        kv_capacity: int,
+        replay: bool,
+        directory: Path | None,
+    ) -> None:
+        self.enabled = enabled
+        # This worker's file among the other workers'.
+        self._snapshot = directory / f"{os.getpid()}.json" if directory is not None else None
+        self._written = ""
+        self._prompt_tokens_total = 0
+        self._generation_tokens_total = 0
+        now = time.time()
+        engine: Labels = (model, ENGINE)
+        engine_created = {engine: now}
+        families: list[_Family] = []
+
+        def gauge(name: str, documentation: str, value: Callable[[], float]) -> None:
+            families.append(
+                _Family(name, documentation, "gauge", VLLM_LABELS, lambda: {engine: [value()]}, {})
             )
-            return family.labels(*engine)
 
-        def counter(name: str, documentation: str) -> Counter:
-            return Counter(name, documentation, VLLM_LABELS, registry=registry).labels(*engine)
-
-        def histogram(buckets: Sequence[float], *families: tuple[str, str]) -> _Histogram:
-            """One set of observations shown under each of ``families`` (name, help)."""
-            targets = [
-                Histogram(name, help_, VLLM_LABELS, buckets=buckets, registry=registry).labels(
-                    *engine
+        def counter(name: str, documentation: str, value: Callable[[], float]) -> None:
+            families.append(
+                _Family(
+                    name,
+                    documentation,
+                    "counter",
+                    VLLM_LABELS,
+                    lambda: {engine: [value()]},
+                    engine_created,
                 )
-                for name, help_ in families
-            ]
-            return _Histogram(buckets, targets)
+            )
+
+        def counters(
+            name: str,
+            documentation: str,
+            labelnames: tuple[str, ...],
+            precreated: Sequence[Labels] = (),
+        ) -> _Counters:
+            values = _Counters(precreated, now)
+            families.append(
+                _Family(name, documentation, "counter", labelnames, values.series, values.created)
+            )
+            return values
+
+        def histogram(buckets: Sequence[float], *shown_as: tuple[str, str]) -> _Histogram:
+            """One set of observations shown under each of ``shown_as`` (name, help)."""
+            observations = _Histogram(buckets)
+            # prometheus_client's own Histogram's ``le`` values.
+            le = (floatToGoString(bound) for bound in buckets)  # type: ignore[no-untyped-call]
+            bounds = (*le, "+Inf")
+            for name, documentation in shown_as:
+                families.append(
+                    _Family(
+                        name,
+                        documentation,
+                        "histogram",
+                        VLLM_LABELS,
+                        lambda: {engine: observations.figures()},
+                        engine_created,
+                        bounds,
+                    )
+                )
+            return observations
 
         # vLLM 0.11's names, help texts, buckets and order (prometheus_client adds _total).
-        self._running = gauge(
-            "vllm:num_requests_running", "Number of requests in model execution batches."
+        gauge(
+            "vllm:num_requests_running",
+            "Number of requests in model execution batches.",
+            lambda: scheduler.running,
         )
-        self._waiting = gauge(
-            "vllm:num_requests_waiting", "Number of requests waiting to be processed."
+        gauge(
+            "vllm:num_requests_waiting",
+            "Number of requests waiting to be processed.",
+            lambda: scheduler.waiting,
         )
-        self._kv_usage = gauge(
-            "vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage."
+        gauge(
+            "vllm:kv_cache_usage_perc",
+            "KV-cache usage. 1 means 100 percent usage.",
+            lambda: min(scheduler.kv_tokens / kv_capacity, 1.0),
         )
         # No prefix is ever cached here: queries are the prompt tokens, hits stay 0.
-        self._prefix_queries = counter(
+        counter(
             "vllm:prefix_cache_queries",
             "Prefix cache queries, in terms of number of queried tokens.",
+            lambda: self._prompt_tokens_total,
         )
-        counter("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens.")
-        counter("vllm:num_preemptions", "Cumulative number of preemption from the engine.")
-        self._prompt_tokens_total = counter(
-            "vllm:prompt_tokens", "Number of prefill tokens processed."
+        counter(
+            "vllm:prefix_cache_hits",
+            "Prefix cache hits, in terms of number of cached tokens.",
+            lambda: 0.0,
         )
-        self._generation_tokens_total = counter(
-            "vllm:generation_tokens", "Number of generation tokens processed."
+        counter(
+            "vllm:num_preemptions",
+            "Cumulative number of preemption from the engine.",
+            lambda: 0.0,
         )
-        success = Counter(
+        counter(
+            "vllm:prompt_tokens",
+            "Number of prefill tokens processed.",
+            lambda: self._prompt_tokens_total,
+        )
+        counter(
+            "vllm:generation_tokens",
+            "Number of generation tokens processed.",
+            lambda: self._generation_tokens_total,
+        )
+        self._success_labels = {reason: (*engine, reason) for reason in FINISH_REASONS}
+        self._success = counters(
             "vllm:request_success",
             "Count of successfully processed requests.",
             (*VLLM_LABELS, "finished_reason"),
-            registry=registry,
+            list(self._success_labels.values()),
         )
-        self._success_labels = {reason: (*engine, reason) for reason in FINISH_REASONS}
-        self._success = _Counters(success, list(self._success_labels.values()))
 
-        tokens = token_buckets(settings.max_model_len)
+        tokens = token_buckets(max_model_len)
         self._prompt_tokens = histogram(
             tokens, ("vllm:request_prompt_tokens", "Number of prefill tokens processed.")
         )
@@ -270,50 +388,25 @@ class Metrics:
                 ),
             )
         )
-        self._histograms = (
-            self._prompt_tokens,
-            self._generation_tokens,
-            self._max_tokens,
-            self._n,
-            self._ttft,
-            self._itl,
-            self._request_tpot,
-            self._e2e,
-            self._queue,
-            self._inference,
-            self._prefill,
-            self._decode,
-        )
 
-        self._requests = _Counters(
-            Counter(
-                "dummy_vllm:requests",
-                "HTTP requests answered, by route template and status code.",
-                ("route", "status"),
-                registry=registry,
-            )
+        self._requests = counters(
+            "dummy_vllm:requests",
+            "HTTP requests answered, by route template and status code.",
+            ("route", "status"),
         )
-        self._faults = _Counters(
-            Counter(
-                "dummy_vllm:faults_injected",
-                "Faults injected (--fault-rate or X-Dummy-Fault), by type.",
-                ("type",),
-                registry=registry,
-            ),
+        self._faults = counters(
+            "dummy_vllm:faults_injected",
+            "Faults injected (--fault-rate or X-Dummy-Fault), by type.",
+            ("type",),
             [(kind.value,) for kind in FaultType],
         )
-        self._replay = _Counters(
-            Counter(
-                "dummy_vllm:replay_requests",
-                "Replayed requests by outcome: exact or relaxed hits, misses by policy.",
-                ("kind",),
-                registry=registry,
-            ),
-            [(kind,) for kind in REPLAY_KINDS] if settings.replay is not None else (),
+        self._replay = counters(
+            "dummy_vllm:replay_requests",
+            "Replayed requests by outcome: exact or relaxed hits, misses by policy.",
+            ("kind",),
+            [(kind,) for kind in REPLAY_KINDS] if replay else (),
         )
-        self._counters = (self._success, self._requests, self._faults, self._replay)
-        self._pending_prompt_tokens = 0
-        self._pending_generation_tokens = 0
+        self._families = families
 
     # --- recording: called per request, so plain arithmetic only -----------------------------
 
@@ -373,49 +466,59 @@ class Metrics:
         self._n.observe(plan.n)
         if plan.max_tokens:
             self._max_tokens.observe(plan.max_tokens)
-        self._pending_prompt_tokens += plan.prompt_tokens
-        self._pending_generation_tokens += tokens
+        self._prompt_tokens_total += plan.prompt_tokens
+        self._generation_tokens_total += tokens
         labels = self._success_labels
         reasons = plan.finish_reasons
         for reason in reasons if delivery.complete else (ABORTED,) * len(reasons):
             self._success.add(labels.get(reason, labels["stop"]))
 
-    # --- flushing and exposition --------------------------------------------------------------
+    # --- exposition and snapshots -------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Push what requests recorded into prometheus_client, and the scheduler's gauges."""
-        scheduler = self._scheduler
-        self._running.set(scheduler.running)
-        self._waiting.set(scheduler.waiting)
-        self._kv_usage.set(min(scheduler.kv_tokens / self._kv_capacity, 1.0))
-        if self._pending_prompt_tokens:
-            self._prompt_tokens_total.inc(self._pending_prompt_tokens)
-            self._prefix_queries.inc(self._pending_prompt_tokens)
-            self._pending_prompt_tokens = 0
-        if self._pending_generation_tokens:
-            self._generation_tokens_total.inc(self._pending_generation_tokens)
-            self._pending_generation_tokens = 0
-        for histogram in self._histograms:
-            histogram.flush()
-        for counters in self._counters:
-            counters.flush()
-
-    async def flush_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_SECONDS)
-            self.flush()
+    def collect(self) -> Iterator[Metric]:
+        """prometheus_client's collector interface: this worker's families, or with several
+        workers the sums of their snapshots."""
+        if self._snapshot is None:
+            for family in self._families:
+                yield family.metric(family.read(), with_created=True)
+            return
+        self._write_snapshot(live=True)
+        total = _summed(worker_snapshots(self._snapshot.parent))
+        for family in self._families:
+            series = total.get(family.name)
+            # As prometheus_client's multiprocess mode, which stores series, not families.
+            if series:
+                yield family.metric(series, with_created=False)
 
     def exposition(self) -> bytes:
-        """The text a scrape gets: this worker's registry, or every worker's files."""
-        self.flush()
-        if self._multiproc_dir is None:
-            return generate_latest(self.registry)
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=self._multiproc_dir)  # type: ignore[no-untyped-call]
-        return generate_latest(registry)
+        """The text a scrape gets."""
+        return generate_latest(self)
+
+    def _write_snapshot(self, live: bool) -> None:
+        if self._snapshot is None:
+            return
+        text = json.dumps(
+            {
+                family.name: list(family.read().items())
+                for family in self._families
+                if live or family.kind != "gauge"
+            }
+        )
+        if text == self._written:
+            return
+        # Readers see the previous snapshot or this one, never a part.
+        partial = self._snapshot.with_suffix(".tmp")
+        partial.write_text(text)
+        os.replace(partial, self._snapshot)
+        self._written = text
+
+    async def flush_periodically(self) -> None:
+        if self._snapshot is None:
+            return
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            self._write_snapshot(live=True)
 
     def close(self) -> None:
-        """A stopping worker: flush, and drop its live gauges from the sums."""
-        self.flush()
-        if self._multiproc_dir is not None:
-            mark_process_dead(os.getpid(), self._multiproc_dir)  # type: ignore[no-untyped-call]
+        """A stopping worker: its last snapshot, without the gauges it no longer adds to."""
+        self._write_snapshot(live=False)

@@ -13,15 +13,15 @@ from .settings import Settings
 
 
 def run_server(settings: Settings) -> None:
-    # Workers are spawned processes: they rebuild the app from the pickled settings.
-    loader = AppLoader(factory=partial(create_app, settings))
-    app = loader.load()
-    app.prepare(
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        motd=False,
-        access_log=settings.log_level.lower() == "debug",
-    )
-    with shared_metrics_dir(settings):
+    with shared_metrics_dir(settings.metrics, settings.workers) as metrics_dir:
+        # Workers are spawned processes: they rebuild the app from the pickled settings.
+        loader = AppLoader(factory=partial(create_app, settings.replace(metrics_dir=metrics_dir)))
+        app = loader.load()
+        app.prepare(
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            motd=False,
+            access_log=settings.log_level.lower() == "debug",
+        )
         Sanic.serve(primary=app, app_loader=loader)

@@ -248,6 +248,8 @@ class Settings:
     replay: ReplaySettings | None = None
     # Serve /metrics and record what it reports.
     metrics: bool = True
+    # Where several workers leave their metrics for each other: set by ``run_server``.
+    metrics_dir: Path | None = None
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     faults: FaultSettings = field(default_factory=FaultSettings)
 

@@ -5,10 +5,8 @@ late), strict downwards (the server must never be early)."""
 from __future__ import annotations
 
 import asyncio
-import glob
 import itertools
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,8 +15,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
+
+from dummy_vllm.metrics import worker_snapshots
 
 from .conftest import LiveServer
 from .test_metrics import CONTRACT, value
@@ -89,35 +88,14 @@ def sdk(server: LiveServer) -> openai.OpenAI:
 # --- metrics over several workers ---------------------------------------------------------------
 
 
-def worker_files(server: LiveServer) -> dict[int, str]:
-    """Each worker's counter file in the server's multiprocess directory, by pid."""
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-            environ = Path(entry.path, "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2 :].split()[1]) != server.process.pid:
-            continue
-        for variable in environ:
-            if variable.startswith(b"PROMETHEUS_MULTIPROC_DIR="):
-                directory = variable.split(b"=", 1)[1].decode()
-                return {
-                    int(Path(path).stem.split("_")[1]): path
-                    for path in glob.glob(f"{directory}/counter_*.db")
-                }
-    raise AssertionError("no worker with a metrics directory")
-
-
-def successes(path: str) -> float:
-    return sum(
-        sample.value
-        for metric in MultiProcessCollector.merge([path])
-        if metric.name == "vllm:request_success"
-        for sample in metric.samples
-    )
+def worker_successes(tmp: Path) -> list[float]:
+    """Requests each worker of a server started with ``TMPDIR=tmp`` has counted, as its last
+    snapshot in the server's metrics directory shows."""
+    (directory,) = tmp.glob("dummy-vllm-metrics-*")
+    return [
+        sum(value for (value,) in snapshot["vllm:request_success"].values())
+        for snapshot in worker_snapshots(directory)
+    ]
 
 
 TTFT_S, ITL_S, TOKENS, BATCH = 0.05, 0.01, 6, 16
@@ -140,18 +118,21 @@ async def stream_batch(server: LiveServer, count: int) -> list[dict[str, int]]:
     return usages
 
 
-def test_metrics_are_summed_over_two_workers(start_server: Callable[..., LiveServer]) -> None:
+def test_metrics_are_summed_over_two_workers(
+    start_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
     server = start_server(
         *("--workers", "2", "--model", MODEL, "--max-model-len", "2048"),
         *("--ttft-delay", str(TTFT_S * 1000), "--token-delay", str(ITL_S * 1000)),
+        env={"TMPDIR": str(tmp_path)},
     )
     usages: list[dict[str, int]] = []
     # Connections are shared out by the kernel: send batches until both workers served some.
     for _ in range(10):
         usages += asyncio.run(stream_batch(server, BATCH))
         sent = len(usages)
-        poll(lambda: sum(map(successes, worker_files(server).values())) >= sent)  # noqa: B023
-        per_worker = [successes(path) for path in worker_files(server).values()]
+        poll(lambda: sum(worker_successes(tmp_path)) >= sent)  # noqa: B023
+        per_worker = worker_successes(tmp_path)
         if len(per_worker) == 2 and min(per_worker) > 0:
             break
     assert len(per_worker) == 2
@@ -181,7 +162,7 @@ def test_metrics_are_summed_over_two_workers(start_server: Callable[..., LiveSer
     assert value(requests, "_total", route="/v1/completions", status="200") == sent
     assert value(families["vllm:num_requests_running"]) == 0
 
-    # Names, types and labels hold in multiprocess mode too; _created series do not exist.
+    # Names, types and labels hold over several workers too; _created series do not exist.
     for name, (kind, _) in CONTRACT.items():
         assert families[name].type == kind, name
     assert not [name for name in families if name.endswith("_created")]

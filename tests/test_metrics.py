@@ -1,24 +1,28 @@
 """The /metrics exposition against the wire contract (section 6), and what requests record.
 
-These use one worker's own registry (no multiprocess directory); tests/test_live_realism.py
-checks the sums over several workers.
+Most of these use one worker on its own; the last ones share a directory with other worker
+processes, and tests/test_live_realism.py checks the sums over a live server's workers.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from sanic import Sanic
 
 from dummy_vllm.emit import Delivery
-from dummy_vllm.metrics import Metrics, token_buckets
+from dummy_vllm.metrics import N_BUCKETS, Metrics, token_buckets
 from dummy_vllm.plan import ResponsePlan
 from dummy_vllm.scheduler import Scheduler
-from dummy_vllm.settings import FaultType, ReplaySettings, SchedulerSettings, Settings
+from dummy_vllm.settings import FaultType, SchedulerSettings
 
 TTFT = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5]
 TTFT += [10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0]
@@ -55,12 +59,26 @@ CONTRACT: dict[str, tuple[str, list[float] | None]] = {
     "vllm:request_decode_time_seconds": ("histogram", REQUEST_LATENCY),
 }
 
-SETTINGS = Settings(model="m", max_model_len=2048)
 
-
-def make_metrics(settings: Settings = SETTINGS) -> tuple[Metrics, Scheduler]:
-    scheduler = Scheduler(settings.scheduler)
-    return Metrics(settings, scheduler), scheduler
+def make_metrics(
+    *,
+    enabled: bool = True,
+    max_model_len: int = 2048,
+    kv_capacity: int = 256 * 2048,
+    replay: bool = False,
+    directory: Path | None = None,
+) -> tuple[Metrics, Scheduler]:
+    scheduler = Scheduler(SchedulerSettings())
+    metrics = Metrics(
+        scheduler,
+        enabled=enabled,
+        model="m",
+        max_model_len=max_model_len,
+        kv_capacity=kv_capacity,
+        replay=replay,
+        directory=directory,
+    )
+    return metrics, scheduler
 
 
 def scrape(metrics: Metrics) -> dict[str, Any]:
@@ -196,14 +214,8 @@ def test_abandoned_requests_count_as_aborted_with_the_tokens_sent() -> None:
 
 
 def test_product_counters_and_gauges() -> None:
-    settings = Settings(
-        model="m",
-        max_model_len=100,
-        workers=2,
-        scheduler=SchedulerSettings(max_num_seqs=4),
-        replay=ReplaySettings(sessions=("s",)),
-    )
-    metrics, scheduler = make_metrics(settings)
+    # Two workers' KV capacity, each with max_num_seqs 4 and max_model_len 100.
+    metrics, scheduler = make_metrics(max_model_len=100, kv_capacity=2 * 4 * 100, replay=True)
     metrics.http_response("/v1/completions", 200)
     metrics.http_response("/v1/completions", 200)
     metrics.http_response(None, 404)
@@ -221,12 +233,12 @@ def test_product_counters_and_gauges() -> None:
     assert value(replay, "_total", kind="relaxed") == 0
     assert value(replay, "_total", kind="miss_synthetic") == 1
     assert value(families["vllm:num_requests_running"]) == 3
-    # This worker's share of both workers' KV capacity: 200 / (2 x 4 x 100).
+    # This worker's share of both workers' KV capacity.
     assert value(families["vllm:kv_cache_usage_perc"]) == pytest.approx(0.25)
 
 
 def test_disabled_metrics_record_nothing() -> None:
-    metrics, _ = make_metrics(Settings(model="m", metrics=False))
+    metrics, _ = make_metrics(enabled=False)
     plan = ResponsePlan(stream=True, completion_tokens=1, finish_reasons=("stop",))
     metrics.request_finished(plan, stream_delivery([0.1]), 0.0, 0.0)
     metrics.http_response("/v1/completions", 200)
@@ -237,6 +249,103 @@ def test_disabled_metrics_record_nothing() -> None:
 def test_token_buckets_are_vllms_1_2_5_series() -> None:
     assert token_buckets(4096) == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]
     assert token_buckets(100) == [1, 2, 5, 10, 20, 50, 100]
+
+
+def family_lines(text: str, *names: str) -> list[str]:
+    """The lines of these families, their series and _created gauges; creation times blanked."""
+    family = "|".join(map(re.escape, names))
+    line = re.compile(rf"^(# (HELP|TYPE) )?({family})(_total|_created|_bucket|_count|_sum)?[ {{]")
+    return [
+        re.sub(r"^(\S+_created\{.*\}) \S+$", r"\1 T", text_line)
+        for text_line in text.splitlines()
+        if line.match(text_line)
+    ]
+
+
+def test_the_exposition_is_as_prometheus_clients_own_metrics_print_it() -> None:
+    """Built from prometheus_client's public collector API, the text is what its Gauge,
+    Histogram and Counter print for the same figures: sample names and order, sorted labels,
+    float format, _created gauges."""
+    metrics, scheduler = make_metrics()
+    registry = CollectorRegistry()
+    running = Gauge(
+        "vllm:num_requests_running",
+        "Number of requests in model execution batches.",
+        ("model_name", "engine"),
+        registry=registry,
+    )
+    n = Histogram(
+        "vllm:request_params_n",
+        "Histogram of the n request parameter.",
+        ("model_name", "engine"),
+        buckets=N_BUCKETS,
+        registry=registry,
+    )
+    ttft = Histogram(
+        "vllm:time_to_first_token_seconds",
+        "Histogram of time to first token in seconds.",
+        ("model_name", "engine"),
+        buckets=TTFT,
+        registry=registry,
+    )
+    requests = Counter(
+        "dummy_vllm:requests",
+        "HTTP requests answered, by route template and status code.",
+        ("route", "status"),
+        registry=registry,
+    )
+    running.labels("m", "0").set(2)
+    scheduler.running = 2
+    for first, choices in ((0.3, 1), (1e-7, 3), (3000.0, 50)):
+        plan = ResponsePlan(stream=True, completion_tokens=1, finish_reasons=("stop",), n=choices)
+        metrics.request_finished(plan, stream_delivery([first]), 0.0, 0.0)
+        ttft.labels("m", "0").observe(first)
+        n.labels("m", "0").observe(choices)
+    for route, status in (("/v1/completions", 200), (None, 404), ("/v1/completions", 200)):
+        metrics.http_response(route, status)
+        requests.labels(route or "unmatched", str(status)).inc()
+    names = (
+        "vllm:num_requests_running",
+        "vllm:request_params_n",
+        "vllm:time_to_first_token_seconds",
+        "dummy_vllm:requests",
+    )
+    ours = family_lines(metrics.exposition().decode(), *names)
+    assert ours == family_lines(generate_latest(registry).decode(), *names)
+    # The gauge; both histograms (6 and 23 buckets) and the counter's two series, each with
+    # a _created family.
+    assert len(ours) == 3 + (10 + 3) + (27 + 3) + (4 + 4)
+
+
+def stopped_or_running_worker(directory: Path, running: int, stop: bool) -> None:
+    """Another worker of the same server: one request answered and ``running`` in flight."""
+    metrics, scheduler = make_metrics(directory=directory)
+    plan = ResponsePlan(stream=True, completion_tokens=1, finish_reasons=("stop",))
+    metrics.request_finished(plan, stream_delivery([0.1]), 0.0, 0.0)
+    scheduler.running = running
+    metrics.exposition()  # as any scrape, leaves this worker's snapshot for the others
+    if stop:
+        metrics.close()
+
+
+def test_workers_are_summed_and_a_stopped_workers_gauges_drop_out(tmp_path: Path) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    for running, stop in ((2, False), (4, True)):
+        worker = spawn.Process(target=stopped_or_running_worker, args=(tmp_path, running, stop))
+        worker.start()
+        worker.join(timeout=30)
+        assert worker.exitcode == 0
+    metrics, scheduler = make_metrics(directory=tmp_path)
+    scheduler.running = 1
+    families = scrape(metrics)
+    # This worker's 1 and the running worker's 2; the stopped worker's 4 are gone.
+    assert value(families["vllm:num_requests_running"]) == 3
+    # Counts stay, the stopped worker's included.
+    assert value(families["vllm:request_success"], "_total", finished_reason="stop") == 2
+    assert value(families["vllm:time_to_first_token_seconds"], "_count") == 2
+    assert value(families["dummy_vllm:faults_injected"], "_total", type="cut") == 0
+    # As vLLM with several API servers.
+    assert not [name for name in families if name.endswith("_created")]
 
 
 def test_metrics_route_in_process(make_app: Callable[..., Sanic]) -> None:

@@ -60,7 +60,15 @@ def responder(exchanges: Iterable[StoredExchange], **replay: Any) -> ReplayRespo
     settings = Settings(model="m", replay=ReplaySettings(sessions=("s",), **replay))
     assert settings.replay is not None
     index = ReplayIndex(list(exchanges), settings.replay, seed=0)
-    metrics = Metrics(settings, Scheduler(settings.scheduler))
+    metrics = Metrics(
+        Scheduler(settings.scheduler),
+        enabled=True,
+        model="m",
+        max_model_len=2048,
+        kv_capacity=2048,
+        replay=True,
+        directory=None,
+    )
     synthetic = SyntheticModel(SyntheticSettings(), SERVED, seed=0)
     return ReplayResponder(settings.replay, index, synthetic, metrics)
 
