@@ -120,3 +120,14 @@ def test_help_is_grouped() -> None:
     assert result.exit_code == 0
     for panel in ("Server", "Model", "Latency (milliseconds)", "Limits"):
         assert panel in result.output
+
+
+def test_replay_refuses_a_missing_database_without_creating_it(
+    started: list[Settings], tmp_path: Path
+) -> None:
+    db = tmp_path / "missing.db"
+    result = runner.invoke(app, ["serve", "--replay", "s", "--db", str(db)])
+    assert result.exit_code == 2
+    assert not started
+    assert result.output == f"Error: {db}: no such database\n"
+    assert not db.exists()

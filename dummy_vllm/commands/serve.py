@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import typer
 
+from ..recording.store import Store
 from ..settings import (
     DEFAULT_MODEL,
     FaultSettings,
@@ -18,10 +17,10 @@ from ..settings import (
     ReplaySettings,
     SchedulerSettings,
     Settings,
-    SettingsError,
     parse_fault_types,
     parse_pairs,
 )
+from .edge import fail, run_on_store, settings_or_exit
 from .options import (
     SERVER,
     LogLevel,
@@ -41,34 +40,22 @@ FAULTS = "Fault injection"
 METRICS = "Metrics"
 
 
-def settings_or_exit(build: Callable[[], Settings]) -> Settings:
-    """Build Settings, or exit with a one-line error instead of a traceback."""
-    try:
-        return build()
-    except SettingsError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
-
-
 def prepare_store(settings: Settings, model_given: bool) -> Settings:
     """Migrate the database once, before workers start, and refuse sessions that cannot be
     replayed with a one-line error. Replay serves the recorded model's name unless one is
     given."""
-    from ..recording.replay import ReplayError, check_sessions
-    from ..recording.store import Store, StoreError, migrate
+    from ..recording.replay import ReplayError, check_sessions  # it imports Sanic
 
-    async def recorded_model() -> str | None:
-        if settings.replay is None:
-            return None
-        async with await Store.open(settings.db_path) as store:
-            return await check_sessions(store, settings.replay.sessions)
+    replay = settings.replay
+
+    async def recorded_model(store: Store) -> str | None:
+        return None if replay is None else await check_sessions(store, replay.sessions)
 
     try:
-        migrate(settings.db_path)
-        model = asyncio.run(recorded_model())
-    except (StoreError, ReplayError) as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+        # Only synthetic mode may create the database: there is nothing to replay in a new one.
+        model = run_on_store(settings.db_path, recorded_model, create=replay is None)
+    except ReplayError as exc:
+        fail(str(exc))
     return settings.replace(model=model) if model and not model_given else settings
 
 
