@@ -9,7 +9,8 @@ import typer
 from rich.console import Console
 
 from ..recording.store import Store
-from ..settings import RecordSettings, Settings, parse_pairs
+from ..settings import RecordSettings, Settings
+from . import parsers
 from .edge import fail, run_on_store, settings_or_exit
 from .options import (
     LogLevel,
@@ -45,11 +46,13 @@ def record(
         help="Sent upstream as 'Authorization: Bearer KEY' instead of the client's header.",
         rich_help_panel=RECORD,
     ),
-    header: list[str] | None = typer.Option(
+    header: list[parsers.Pair] | None = typer.Option(
         None,
         "--header",
         "-H",
-        help="Extra header for the upstream, 'Name: value' (repeatable).",
+        parser=parsers.header,
+        metavar="'NAME: VALUE'",
+        help="Extra header for the upstream (repeatable).",
         rich_help_panel=RECORD,
     ),
     note: str | None = typer.Option(
@@ -95,7 +98,7 @@ def record(
                 upstream=upstream,
                 session=session,
                 upstream_api_key=upstream_api_key,
-                extra_headers=parse_pairs(header or (), ":"),
+                extra_headers=tuple(header or ()),
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
                 note=note,

@@ -17,9 +17,8 @@ from ..settings import (
     ReplaySettings,
     SchedulerSettings,
     Settings,
-    parse_fault_types,
-    parse_pairs,
 )
+from . import parsers
 from .edge import fail, run_on_store, settings_or_exit
 from .options import (
     SERVER,
@@ -196,10 +195,12 @@ def serve(
         help="Ignore this request field when matching (besides stream, stream_options, user).",
         rich_help_panel=REPLAY,
     ),
-    model_alias: list[str] | None = typer.Option(
+    model_alias: list[parsers.Pair] | None = typer.Option(
         None,
         envvar="DUMMY_VLLM_MODEL_ALIAS",
-        help="REQUESTED=RECORDED: match requests for REQUESTED against recordings of RECORDED.",
+        parser=parsers.model_alias,
+        metavar="REQUESTED=RECORDED",
+        help="Match requests for REQUESTED against recordings of RECORDED (repeatable).",
         rich_help_panel=REPLAY,
     ),
     max_num_seqs: int | None = typer.Option(
@@ -231,9 +232,11 @@ def serve(
         "'none'.",
         rich_help_panel=FAULTS,
     ),
-    fault_types: str = typer.Option(
+    fault_types: parsers.FaultTypes = typer.Option(
         ",".join(FaultSettings().types),
         envvar="DUMMY_VLLM_FAULT_TYPES",
+        parser=parsers.fault_types,
+        metavar="TYPE,...",
         help="Faults to draw from, comma-separated: 429, 500, 503, 400 (context length), cut "
         "(connection dropped after N tokens, no [DONE]), error-event (in-stream error, then "
         "[DONE]), stall (a pause after N tokens), slow-first-byte (headers held back).",
@@ -297,7 +300,7 @@ def serve(
                 instant=instant,
                 include_fields=tuple(match_include or ()),
                 ignore_fields=tuple(match_ignore or ()),
-                model_aliases=parse_pairs(model_alias or (), "="),
+                model_aliases=tuple(model_alias or ()),
             )
             if replay
             else None,
@@ -307,7 +310,7 @@ def serve(
             ),
             faults=FaultSettings(
                 rate=fault_rate,
-                types=parse_fault_types(fault_types),
+                types=fault_types,
                 after_tokens=fault_after_tokens,
                 stall=fault_stall / 1000,
                 delay=fault_delay / 1000,
