@@ -11,7 +11,7 @@ from typer.testing import CliRunner, Result
 import dummy_vllm.server
 from cli import app
 from dummy_vllm.protocol.requests import CHAT_ROUTE
-from dummy_vllm.settings import FaultType, JitterDistribution, Settings
+from dummy_vllm.settings import DEFAULT_MODEL, FaultType, JitterDistribution, Settings
 
 from .recording.test_replay import CHAT, record
 from .recording.test_replay_live import write_session
@@ -199,3 +199,26 @@ def test_bad_option_syntax_is_a_usage_error(
     result = runner.invoke(app, ["serve", "--db", str(session_db), *args])
     assert fragment in usage_error(result)
     assert not started
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "served"),
+    [
+        ([], {}, "m"),
+        # The default model's name, given: it must win although it equals the default.
+        (["--model", DEFAULT_MODEL], {}, DEFAULT_MODEL),
+        ([], {"DUMMY_VLLM_MODEL": DEFAULT_MODEL}, DEFAULT_MODEL),
+        (["--served-model-name", "other"], {}, "other"),
+    ],
+)
+def test_replay_serves_the_recorded_model_unless_one_is_given(
+    started: list[Settings],
+    session_db: Path,
+    args: list[str],
+    env: dict[str, str],
+    served: str,
+) -> None:
+    result = runner.invoke(app, ["serve", "--replay", "s", "--db", str(session_db), *args], env=env)
+    assert result.exit_code == 0, result.output
+    (settings,) = started
+    assert settings.model == served

@@ -59,6 +59,7 @@ def prepare_store(settings: Settings, model_given: bool) -> Settings:
 
 
 def serve(
+    ctx: typer.Context,
     host: str = host_option(),
     port: int = port_option(),
     workers: int = workers_option(),
@@ -317,7 +318,11 @@ def serve(
             ),
         )
     )
-    settings = prepare_store(settings, model_given=model != DEFAULT_MODEL)
+    # Given means set, even to the default. ParameterSource is click's, which typer vendors
+    # privately: members are told by name.
+    source = ctx.get_parameter_source("model")
+    model_given = source is not None and source.name in {"COMMANDLINE", "ENVIRONMENT"}
+    settings = prepare_store(settings, model_given)
     from ..server import run_server  # Sanic is imported only when a server really starts.
 
     run_server(settings)
