@@ -8,7 +8,6 @@ refused when the server starts, never on a request.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -79,17 +78,6 @@ class Limits:
             raise SettingsError(f"max_body_bytes must be >= 1024, got {self.max_body_bytes}")
         if self.max_n < 1:
             raise SettingsError(f"max_n must be >= 1, got {self.max_n}")
-
-
-def parse_pairs(values: Iterable[str], separator: str) -> tuple[tuple[str, str], ...]:
-    """``["a=b", ...]`` -> ``(("a", "b"), ...)``, refusing items without the separator."""
-    pairs = []
-    for value in values:
-        name, found, rest = value.partition(separator)
-        if not found or not name.strip():
-            raise SettingsError(f"expected NAME{separator}VALUE, got {value!r}")
-        pairs.append((name.strip(), rest.strip()))
-    return tuple(pairs)
 
 
 class MissPolicy(StrEnum):
@@ -186,18 +174,6 @@ class FaultType(StrEnum):
     STALL = "stall"
     # Response headers held back.
     SLOW_FIRST_BYTE = "slow-first-byte"
-
-
-def parse_fault_types(text: str) -> tuple[FaultType, ...]:
-    """``"429,cut,stall"`` -> fault types, refusing unknown names."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    known = [kind.value for kind in FaultType]
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise SettingsError(
-            f"unknown fault type(s) {', '.join(unknown)}; known: {', '.join(known)}"
-        )
-    return tuple(dict.fromkeys(FaultType(name) for name in names))
 
 
 @dataclass(frozen=True, slots=True)

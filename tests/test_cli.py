@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 import dummy_vllm.server
 from cli import app
-from dummy_vllm.settings import JitterDistribution, Settings
+from dummy_vllm.protocol.requests import CHAT_ROUTE
+from dummy_vllm.settings import DEFAULT_MODEL, FaultType, JitterDistribution, Settings
+
+from .recording.test_replay import CHAT, record
+from .recording.test_replay_live import write_session
 
 runner = CliRunner()
+
+
+def usage_error(result: Result) -> str:
+    """The text of a usage error, without the box typer draws around it."""
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    return " ".join(re.sub("[│╭╮╰╯─]", " ", result.output).split())
 
 
 @pytest.fixture
@@ -120,3 +132,93 @@ def test_help_is_grouped() -> None:
     assert result.exit_code == 0
     for panel in ("Server", "Model", "Latency (milliseconds)", "Limits"):
         assert panel in result.output
+
+
+def test_replay_refuses_a_missing_database_without_creating_it(
+    started: list[Settings], tmp_path: Path
+) -> None:
+    db = tmp_path / "missing.db"
+    result = runner.invoke(app, ["serve", "--replay", "s", "--db", str(db)])
+    assert result.exit_code == 2
+    assert not started
+    assert result.output == f"Error: {db}: no such database\n"
+    assert not db.exists()
+
+
+@pytest.fixture
+def session_db(tmp_path: Path) -> Path:
+    """A database with session 's', recorded from an upstream serving model 'm'."""
+    db = tmp_path / "replay.db"
+    write_session(db, "s", [record(CHAT_ROUTE, CHAT)])
+    return db
+
+
+def test_model_aliases_are_pairs(started: list[Settings], session_db: Path) -> None:
+    args = ["serve", "--replay", "s", "--db", str(session_db)]
+    result = runner.invoke(app, [*args, "--model-alias", "a=m", "--model-alias", " b = c "])
+    assert result.exit_code == 0, result.output
+    from_env = runner.invoke(app, args, env={"DUMMY_VLLM_MODEL_ALIAS": "a=m b=c"})
+    assert from_env.exit_code == 0, from_env.output
+    for settings in started:
+        assert settings.replay is not None
+        assert settings.replay.model_aliases == (("a", "m"), ("b", "c"))
+
+
+def test_fault_types_are_a_comma_separated_list(
+    started: list[Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert runner.invoke(app, ["serve"]).exit_code == 0
+    assert runner.invoke(app, ["serve", "--fault-types", "429, cut,stall,cut"]).exit_code == 0
+    monkeypatch.setenv("DUMMY_VLLM_FAULT_TYPES", "500,error-event")
+    assert runner.invoke(app, ["serve"]).exit_code == 0
+    assert [settings.faults.types for settings in started] == [
+        tuple(FaultType),
+        (FaultType.RATE_LIMITED, FaultType.CUT, FaultType.STALL),
+        (FaultType.INTERNAL_ERROR, FaultType.ERROR_EVENT),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (
+            ["--replay", "s", "--model-alias", "a:m"],
+            "Invalid value for '--model-alias' (env var: 'DUMMY_VLLM_MODEL_ALIAS'): "
+            "expected REQUESTED=RECORDED, got 'a:m'",
+        ),
+        (
+            ["--fault-types", "429,bogus"],
+            "Invalid value for '--fault-types' (env var: 'DUMMY_VLLM_FAULT_TYPES'): "
+            "unknown fault type(s) bogus; known: 429, 500",
+        ),
+    ],
+)
+def test_bad_option_syntax_is_a_usage_error(
+    started: list[Settings], session_db: Path, args: list[str], fragment: str
+) -> None:
+    result = runner.invoke(app, ["serve", "--db", str(session_db), *args])
+    assert fragment in usage_error(result)
+    assert not started
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "served"),
+    [
+        ([], {}, "m"),
+        # The default model's name, given: it must win although it equals the default.
+        (["--model", DEFAULT_MODEL], {}, DEFAULT_MODEL),
+        ([], {"DUMMY_VLLM_MODEL": DEFAULT_MODEL}, DEFAULT_MODEL),
+        (["--served-model-name", "other"], {}, "other"),
+    ],
+)
+def test_replay_serves_the_recorded_model_unless_one_is_given(
+    started: list[Settings],
+    session_db: Path,
+    args: list[str],
+    env: dict[str, str],
+    served: str,
+) -> None:
+    result = runner.invoke(app, ["serve", "--replay", "s", "--db", str(session_db), *args], env=env)
+    assert result.exit_code == 0, result.output
+    (settings,) = started
+    assert settings.model == served

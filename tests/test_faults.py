@@ -23,7 +23,6 @@ from dummy_vllm.settings import (
     Limits,
     SettingsError,
     SyntheticSettings,
-    parse_fault_types,
 )
 from dummy_vllm.synthetic import SyntheticModel
 
@@ -97,14 +96,7 @@ def test_draws_are_seeded_reproducible_and_follow_the_rate() -> None:
     assert FaultInjector(FaultSettings(), seed=7).choose(None) is None
 
 
-def test_fault_types_parse_from_a_comma_separated_list() -> None:
-    assert parse_fault_types("429, cut,stall,cut") == (
-        FaultType.RATE_LIMITED,
-        FaultType.CUT,
-        FaultType.STALL,
-    )
-    with pytest.raises(SettingsError, match="bogus"):
-        parse_fault_types("429,bogus")
+def test_a_fault_rate_above_one_is_refused() -> None:
     with pytest.raises(SettingsError):
         FaultSettings(rate=1.5)
 

@@ -18,6 +18,7 @@ from dummy_vllm.recording.store import SessionDetail, Store
 from dummy_vllm.settings import RecordSettings, Settings
 
 from .conftest import free_port
+from .test_cli import usage_error
 
 runner = CliRunner()
 UPSTREAM = "http://127.0.0.1:9"
@@ -103,7 +104,6 @@ def test_environment_variables_are_read(
     ("args", "fragment"),
     [
         (["--upstream", "ftp://x"], "upstream must be an http(s) URL"),
-        (["--header", "no colon"], "expected NAME:VALUE"),
         (["--connect-timeout", "0"], "timeouts must be > 0"),
         (["--workers", "0"], "workers must be >= 1"),
     ],
@@ -118,6 +118,13 @@ def test_bad_values_are_refused_with_one_line(
     assert result.output.strip().splitlines() == [result.output.strip()]
     assert result.output.startswith("Error: ")
     assert fragment in result.output
+
+
+def test_a_header_without_a_colon_is_a_usage_error(started: list[Settings], tmp_path: Path) -> None:
+    args = ["record", "--upstream", UPSTREAM, "--session", "s", "--db", str(tmp_path / "x.db")]
+    result = runner.invoke(app, [*args, "-H", "no colon"])
+    assert "'-H': expected 'Name: value', got 'no colon'" in usage_error(result)
+    assert not started
 
 
 def test_a_database_that_is_not_ours_is_one_line(started: list[Settings], tmp_path: Path) -> None:

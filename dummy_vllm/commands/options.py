@@ -1,4 +1,4 @@
-"""Options shared by the commands that start a server, so their flags and variables agree."""
+"""Options shared by several commands, so their flags and variables agree."""
 
 from __future__ import annotations
 
@@ -44,10 +44,11 @@ def log_level_option() -> Any:
     )
 
 
-def db_option() -> Any:
+def db_option(rich_help_panel: str | None = SERVER) -> Any:
     return typer.Option(
         DEFAULT_DB_PATH,
+        "--db",
         envvar="DUMMY_VLLM_DB",
         help="SQLite database of recorded sessions.",
-        rich_help_panel=SERVER,
+        rich_help_panel=rich_help_panel,
     )

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 from rich.console import Console
 
-from ..settings import RecordSettings, Settings, parse_pairs
+from ..recording.store import Store
+from ..settings import RecordSettings, Settings
+from . import parsers
+from .edge import fail, run_on_store, settings_or_exit
 from .options import (
     LogLevel,
     db_option,
@@ -19,7 +20,6 @@ from .options import (
     port_option,
     workers_option,
 )
-from .serve import settings_or_exit
 
 RECORD = "Recording"
 BATCH = "Recording without a client"
@@ -46,11 +46,13 @@ def record(
         help="Sent upstream as 'Authorization: Bearer KEY' instead of the client's header.",
         rich_help_panel=RECORD,
     ),
-    header: list[str] | None = typer.Option(
+    header: list[parsers.Pair] | None = typer.Option(
         None,
         "--header",
         "-H",
-        help="Extra header for the upstream, 'Name: value' (repeatable).",
+        parser=parsers.header,
+        metavar="'NAME: VALUE'",
+        help="Extra header for the upstream (repeatable).",
         rich_help_panel=RECORD,
     ),
     note: str | None = typer.Option(
@@ -96,7 +98,7 @@ def record(
                 upstream=upstream,
                 session=session,
                 upstream_api_key=upstream_api_key,
-                extra_headers=parse_pairs(header or (), ":"),
+                extra_headers=tuple(header or ()),
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
                 note=note,
@@ -110,7 +112,7 @@ def record(
         try:
             calls = batch.read_requests(requests)
         except batch.RequestsFileError as exc:
-            _fail(str(exc))
+            fail(str(exc))
     assert settings.record is not None
     # Secrets are left out: header values only by name, the API key not at all.
     options: dict[str, Any] = {
@@ -129,29 +131,18 @@ def record(
         return
     summary = batch.run(settings.record, settings.db_path, calls, concurrency, Console())
     if not summary.complete:
-        _fail("no request was recorded complete", code=1)
+        # A run that went wrong, not a refused configuration: exit 1, not 2.
+        fail("no request was recorded complete", code=1)
 
 
 def _prepare_store(settings: Settings, options: dict[str, Any]) -> None:
     """Migrate the database and ensure the session, before any worker starts."""
-    from ..recording.store import Store, StoreError, migrate
-
     record = settings.record
     assert record is not None
 
-    async def ensure_session() -> None:
-        async with await Store.open(settings.db_path) as store:
-            await store.ensure_session(
-                record.session, upstream=record.upstream, options=options, note=record.note
-            )
+    async def ensure_session(store: Store) -> None:
+        await store.ensure_session(
+            record.session, upstream=record.upstream, options=options, note=record.note
+        )
 
-    try:
-        migrate(settings.db_path)
-        asyncio.run(ensure_session())
-    except (StoreError, sqlite3.Error) as exc:
-        _fail(str(exc))
-
-
-def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(code=code)
+    run_on_store(settings.db_path, ensure_session, create=True)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from pathlib import Path
 
 import typer
 
+from ..recording.store import Store
 from ..settings import (
     DEFAULT_MODEL,
     FaultSettings,
@@ -18,11 +17,10 @@ from ..settings import (
     ReplaySettings,
     SchedulerSettings,
     Settings,
-    SettingsError,
     SyntheticSettings,
-    parse_fault_types,
-    parse_pairs,
 )
+from . import parsers
+from .edge import fail, run_on_store, settings_or_exit
 from .options import (
     SERVER,
     LogLevel,
@@ -42,38 +40,27 @@ FAULTS = "Fault injection"
 METRICS = "Metrics"
 
 
-def settings_or_exit(build: Callable[[], Settings]) -> Settings:
-    """Build Settings, or exit with a one-line error instead of a traceback."""
-    try:
-        return build()
-    except SettingsError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
-
-
 def prepare_store(settings: Settings, model_given: bool) -> Settings:
     """Migrate the database once, before workers start, and refuse sessions that cannot be
     replayed with a one-line error. Replay serves the recorded model's name unless one is
     given."""
-    from ..recording.replay import ReplayError, check_sessions
-    from ..recording.store import Store, StoreError, migrate
+    from ..recording.replay import ReplayError, check_sessions  # it imports Sanic
 
-    async def recorded_model() -> str | None:
-        if settings.replay is None:
-            return None
-        async with await Store.open(settings.db_path) as store:
-            return await check_sessions(store, settings.replay.sessions)
+    replay = settings.replay
+
+    async def recorded_model(store: Store) -> str | None:
+        return None if replay is None else await check_sessions(store, replay.sessions)
 
     try:
-        migrate(settings.db_path)
-        model = asyncio.run(recorded_model())
-    except (StoreError, ReplayError) as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(code=2) from None
+        # Only synthetic mode may create the database: there is nothing to replay in a new one.
+        model = run_on_store(settings.db_path, recorded_model, create=replay is None)
+    except ReplayError as exc:
+        fail(str(exc))
     return settings.replace(model=model) if model and not model_given else settings
 
 
 def serve(
+    ctx: typer.Context,
     host: str = host_option(),
     port: int = port_option(),
     workers: int = workers_option(),
@@ -210,10 +197,12 @@ def serve(
         help="Ignore this request field when matching (besides stream, stream_options, user).",
         rich_help_panel=REPLAY,
     ),
-    model_alias: list[str] | None = typer.Option(
+    model_alias: list[parsers.Pair] | None = typer.Option(
         None,
         envvar="DUMMY_VLLM_MODEL_ALIAS",
-        help="REQUESTED=RECORDED: match requests for REQUESTED against recordings of RECORDED.",
+        parser=parsers.model_alias,
+        metavar="REQUESTED=RECORDED",
+        help="Match requests for REQUESTED against recordings of RECORDED (repeatable).",
         rich_help_panel=REPLAY,
     ),
     max_num_seqs: int | None = typer.Option(
@@ -245,9 +234,11 @@ def serve(
         "'none'.",
         rich_help_panel=FAULTS,
     ),
-    fault_types: str = typer.Option(
+    fault_types: parsers.FaultTypes = typer.Option(
         ",".join(FaultSettings().types),
         envvar="DUMMY_VLLM_FAULT_TYPES",
+        parser=parsers.fault_types,
+        metavar="TYPE,...",
         help="Faults to draw from, comma-separated: 429, 500, 503, 400 (context length), cut "
         "(connection dropped after N tokens, no [DONE]), error-event (in-stream error, then "
         "[DONE]), stall (a pause after N tokens), slow-first-byte (headers held back).",
@@ -313,7 +304,7 @@ def serve(
                 instant=instant,
                 include_fields=tuple(match_include or ()),
                 ignore_fields=tuple(match_ignore or ()),
-                model_aliases=parse_pairs(model_alias or (), "="),
+                model_aliases=tuple(model_alias or ()),
             )
             if replay
             else None,
@@ -323,14 +314,18 @@ def serve(
             ),
             faults=FaultSettings(
                 rate=fault_rate,
-                types=parse_fault_types(fault_types),
+                types=fault_types,
                 after_tokens=fault_after_tokens,
                 stall=fault_stall / 1000,
                 delay=fault_delay / 1000,
             ),
         )
     )
-    settings = prepare_store(settings, model_given=model != DEFAULT_MODEL)
+    # Given means set, even to the default. ParameterSource is click's, which typer vendors
+    # privately: members are told by name.
+    source = ctx.get_parameter_source("model")
+    model_given = source is not None and source.name in {"COMMANDLINE", "ENVIRONMENT"}
+    settings = prepare_store(settings, model_given)
     from ..server import run_server  # Sanic is imported only when a server really starts.
 
     run_server(settings)

@@ -2,38 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sqlite3
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from ..recording.store import (
-    Percentiles,
-    SessionDetail,
-    Store,
-    StoreError,
-    migrate,
-    percentile,
-)
-from ..settings import DEFAULT_DB_PATH
-
-T = TypeVar("T")
+from ..recording.store import Percentiles, SessionDetail, percentile
+from .edge import run_on_store
+from .options import db_option
 
 sessions_app = typer.Typer(help="Inspect and manage recorded sessions.", no_args_is_help=True)
-
-DbOption = Annotated[
-    Path,
-    typer.Option("--db", envvar="DUMMY_VLLM_DB", help="SQLite database holding the recordings."),
-]
 
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 _BAR_WIDTH = 40
@@ -41,9 +26,9 @@ _BINS = 10
 
 
 @sessions_app.command("list")
-def list_sessions(db: DbOption = DEFAULT_DB_PATH) -> None:
+def list_sessions(db: Path = db_option(rich_help_panel=None)) -> None:
     """List sessions with their outcome counts, tokens and latency percentiles."""
-    summaries = _run(db, lambda store: store.list_sessions())
+    summaries = run_on_store(db, lambda store: store.list_sessions(), create=False)
     if not summaries:
         typer.echo(f"No sessions in {db}.")
         return
@@ -82,9 +67,9 @@ def list_sessions(db: DbOption = DEFAULT_DB_PATH) -> None:
 
 
 @sessions_app.command()
-def show(name: str, db: DbOption = DEFAULT_DB_PATH) -> None:
+def show(name: str, db: Path = db_option(rich_help_panel=None)) -> None:
     """Show a session's details and its latency distributions."""
-    detail = _run(db, lambda store: store.get_session(name))
+    detail = run_on_store(db, lambda store: store.get_session(name), create=False)
     console = Console(highlight=False)
     console.print(_details_table(detail))
     for title, values in (
@@ -105,20 +90,20 @@ def show(name: str, db: DbOption = DEFAULT_DB_PATH) -> None:
 def delete(
     name: str,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    db: DbOption = DEFAULT_DB_PATH,
+    db: Path = db_option(rich_help_panel=None),
 ) -> None:
     """Delete a session and everything recorded in it."""
-    summary = _run(db, lambda store: store.get_session(name)).summary
+    summary = run_on_store(db, lambda store: store.get_session(name), create=False).summary
     if not yes:
         typer.confirm(f"Delete session {name!r} and its {summary.exchanges} exchanges?", abort=True)
-    _run(db, lambda store: store.delete_session(name))
+    run_on_store(db, lambda store: store.delete_session(name), create=False)
     typer.echo(f"Deleted session {name!r}.")
 
 
 @sessions_app.command()
-def rename(old: str, new: str, db: DbOption = DEFAULT_DB_PATH) -> None:
+def rename(old: str, new: str, db: Path = db_option(rich_help_panel=None)) -> None:
     """Rename a session."""
-    _run(db, lambda store: store.rename_session(old, new))
+    run_on_store(db, lambda store: store.rename_session(old, new), create=False)
     typer.echo(f"Renamed session {old!r} to {new!r}.")
 
 
@@ -181,27 +166,6 @@ def _details_table(detail: SessionDetail) -> Table:
     for key, value in rows.items():
         table.add_row(key, value)
     return table
-
-
-def _run(db: Path, action: Callable[[Store], Awaitable[T]]) -> T:
-    """Run ``action`` on the store at ``db``; a store failure exits with a one-line error."""
-
-    async def run() -> T:
-        async with await Store.open(db) as store:
-            return await action(store)
-
-    try:
-        # migrate() would create a missing database; a typo in --db should not.
-        if not db.is_file():
-            raise StoreError(f"{db}: no such database")
-        migrate(db)
-        return asyncio.run(run())
-    except StoreError as exc:
-        message = str(exc)
-    except (sqlite3.Error, OSError) as exc:
-        message = f"{db}: {exc}"
-    typer.echo(f"Error: {message}", err=True)
-    raise typer.Exit(1)
 
 
 def _timestamp(created: float) -> str:

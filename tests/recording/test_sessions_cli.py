@@ -71,7 +71,7 @@ def run(*args: str, input: str | None = None, env: dict[str, str] | None = None)
 
 
 def assert_one_line_error(result: Result, message: str) -> None:
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.stderr == f"Error: {message}\n"
     assert "Traceback" not in result.output
 

@@ -1,0 +1,53 @@
+"""What every command does at its edge: report a refusal as one line, build Settings, open the
+store."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+import typer
+
+from ..recording.store import Store, StoreError, migrate
+from ..settings import Settings, SettingsError
+
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print ``Error: message`` on stderr and exit; 2 is for usage, configuration and store
+    errors."""
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code=code)
+
+
+def settings_or_exit(build: Callable[[], Settings]) -> Settings:
+    """Build Settings, or exit with a one-line error instead of a traceback."""
+    try:
+        return build()
+    except SettingsError as exc:
+        fail(str(exc))
+
+
+def run_on_store(db: Path, action: Callable[[Store], Awaitable[T]], *, create: bool) -> T:
+    """Migrate the database at ``db``, open it and run ``action`` on it; a store failure exits
+    with a one-line error. Without ``create`` a missing database is refused: migrating would
+    create one, and a typo in --db should not."""
+
+    async def run() -> T:
+        async with await Store.open(db) as store:
+            return await action(store)
+
+    try:
+        if not create and not db.is_file():
+            raise StoreError(f"{db}: no such database")
+        migrate(db)
+        return asyncio.run(run())
+    except StoreError as exc:
+        message = str(exc)
+    except (sqlite3.Error, OSError) as exc:
+        message = f"{db}: {exc}"
+    fail(message)
