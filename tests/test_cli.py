@@ -222,3 +222,48 @@ def test_replay_serves_the_recorded_model_unless_one_is_given(
     assert result.exit_code == 0, result.output
     (settings,) = started
     assert settings.model == served
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "era", "reported"),
+    [
+        ([], {}, "0.11", "0.11.0"),
+        (["--vllm-version", "0.33"], {}, "0.33", "0.33.0"),
+        ([], {"DUMMY_VLLM_VLLM_VERSION": "0.20.1"}, "0.20", "0.20.1"),
+    ],
+)
+def test_vllm_version_chooses_the_profile(
+    started: list[Settings], args: list[str], env: dict[str, str], era: str, reported: str
+) -> None:
+    result = runner.invoke(app, ["serve", *args], env=env)
+    assert result.exit_code == 0, result.output
+    (settings,) = started
+    assert (settings.profile.name, settings.reported_version) == (era, reported)
+
+
+def test_an_unknown_vllm_version_is_refused(started: list[Settings]) -> None:
+    result = runner.invoke(app, ["serve", "--vllm-version", "0.7"])
+    assert result.exit_code == 2
+    assert "predates the oldest emulated era" in result.output
+    assert not started
+
+
+@pytest.mark.parametrize(
+    ("recorded", "args", "answered"),
+    [
+        ("0.23.0", [], "0.23.0"),
+        ("0.23.0", ["--vllm-version", "0.11"], "0.11"),
+        ("0.11.0", ["--vllm-version", "0.11"], "0.11"),
+        # A version no era covers is noted and the default kept.
+        ("nightly", [], "0.11"),
+    ],
+)
+def test_replay_answers_as_the_recorded_version_unless_one_is_given(
+    started: list[Settings], tmp_path: Path, recorded: str, args: list[str], answered: str
+) -> None:
+    db = tmp_path / "versioned.db"
+    write_session(db, "s", [record(CHAT_ROUTE, CHAT)], version=recorded)
+    result = runner.invoke(app, ["serve", "--replay", "s", "--db", str(db), *args])
+    assert result.exit_code == 0, result.output
+    (settings,) = started
+    assert settings.vllm_version == answered

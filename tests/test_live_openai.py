@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import httpx
 import openai
 import pytest
 
 from .conftest import LiveServer
+from .shapes import sse_events
 
 MESSAGES = [{"role": "user", "content": "Tell me about GPUs."}]
 
@@ -151,3 +155,44 @@ async def test_async_client_stream_and_non_stream(live_server: LiveServer) -> No
         texts = [chunk.choices[0].delta.content async for chunk in stream]
         assert texts[0] == ""  # role event
         assert len(texts) == 5
+
+
+@pytest.fixture(scope="module")
+def server_0_33() -> Iterator[LiveServer]:
+    server = LiveServer("--model", "m", "--max-model-len", "256", "--vllm-version", "0.33")
+    yield server
+    server.stop()
+
+
+def test_0_33_profile_through_the_sdk(server_0_33: LiveServer) -> None:
+    sdk = client(server_0_33)
+    assert httpx.get(f"{server_0_33.url}/version").json() == {"version": "0.33.0"}
+    # stream_options without include_usage: no usage event from 0.18 on.
+    chunks = list(
+        sdk.chat.completions.create(
+            model="m",
+            messages=MESSAGES,  # type: ignore[arg-type]
+            max_completion_tokens=5,
+            stream=True,
+            stream_options={},  # type: ignore[typeddict-item]
+        )
+    )
+    assert all(chunk.choices for chunk in chunks)
+    assert chunks[-1].system_fingerprint is not None
+    assert chunks[-1].system_fingerprint.startswith("vllm-0.33.0-")
+    # max_tokens past the room left is clamped, not refused.
+    completion = sdk.completions.create(model="m", prompt="word " * 200, max_tokens=200)
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens + completion.usage.completion_tokens == 256
+    assert len(completion.id) == len("cmpl-") + 16
+
+
+def test_0_33_completions_chunks_carry_no_usage_null(server_0_33: LiveServer) -> None:
+    body = {"model": "m", "prompt": "hi", "max_tokens": 3, "stream": True}
+    with httpx.stream("POST", f"{server_0_33.url}/v1/completions", json=body) as response:
+        raw = response.read()
+    events = sse_events(raw)
+    assert events[-1] == b"[DONE]"
+    assert all(b'"usage"' not in event for event in events)
+    assert all(event.endswith(b',"kv_transfer_params":null}') for event in events[:-1])

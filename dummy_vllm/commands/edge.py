@@ -51,3 +51,14 @@ def run_on_store(db: Path, action: Callable[[Store], Awaitable[T]], *, create: b
     except (sqlite3.Error, OSError) as exc:
         message = f"{db}: {exc}"
     fail(message)
+
+
+def given_options(ctx: typer.Context, *names: str) -> set[str]:
+    """Which of ``names`` the user set (command line or environment), not left at default."""
+    given = set()
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        # typer bundles its own click and does not export ParameterSource: compare by name.
+        if source is not None and source.name in {"COMMANDLINE", "ENVIRONMENT"}:
+            given.add(name)
+    return given

@@ -1,4 +1,5 @@
-"""``cli.py serve``: synthetic mode. Every option also reads a DUMMY_VLLM_* variable."""
+"""``cli.py serve``: synthetic and replay modes. Every option also reads a DUMMY_VLLM_*
+variable."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from ..recording.store import Store
+from ..protocol.profiles import DEFAULT_PROFILE, PROFILES, UnknownVersion, profile_for
+from ..recording.store import SessionSummary, Store
 from ..settings import (
     DEFAULT_MODEL,
     FaultSettings,
@@ -20,7 +22,7 @@ from ..settings import (
     SyntheticSettings,
 )
 from . import parsers
-from .edge import fail, run_on_store, settings_or_exit
+from .edge import fail, given_options, run_on_store, settings_or_exit
 from .options import (
     SERVER,
     LogLevel,
@@ -38,25 +40,42 @@ REPLAY = "Replay"
 SCHEDULER = "Scheduler (per worker)"
 FAULTS = "Fault injection"
 METRICS = "Metrics"
+ERAS = ", ".join(profile.name for profile in PROFILES)
 
 
-def prepare_store(settings: Settings, model_given: bool) -> Settings:
+def prepare_store(settings: Settings, given: set[str]) -> Settings:
     """Migrate the database once, before workers start, and refuse sessions that cannot be
-    replayed with a one-line error. Replay serves the recorded model's name unless one is
-    given."""
+    replayed with a one-line error. Replay serves the recorded model's name and answers as
+    the recorded vLLM version unless ``given`` names those options."""
     from ..recording.replay import ReplayError, check_sessions  # it imports Sanic
 
     replay = settings.replay
 
-    async def recorded_model(store: Store) -> str | None:
+    async def recorded(store: Store) -> SessionSummary | None:
         return None if replay is None else await check_sessions(store, replay.sessions)
 
     try:
         # Only synthetic mode may create the database: there is nothing to replay in a new one.
-        model = run_on_store(settings.db_path, recorded_model, create=replay is None)
+        summary = run_on_store(settings.db_path, recorded, create=replay is None)
     except ReplayError as exc:
         fail(str(exc))
-    return settings.replace(model=model) if model and not model_given else settings
+    if summary is None:
+        return settings
+    changes: dict[str, object] = {}
+    if summary.models and "model" not in given:
+        changes["model"] = summary.models[0]
+    if summary.version and "vllm_version" not in given:
+        try:
+            profile_for(summary.version)
+        except UnknownVersion:
+            typer.echo(
+                f"Note: the session's vLLM version {summary.version!r} names no emulated era; "
+                f"answering as {settings.vllm_version}.",
+                err=True,
+            )
+        else:
+            changes["vllm_version"] = summary.version
+    return settings.replace(**changes)
 
 
 def serve(
@@ -84,6 +103,14 @@ def serve(
         None,
         envvar="DUMMY_VLLM_MODEL_ROOT",
         help="'root' in /v1/models (the path a real vLLM was given); default: the model name.",
+        rich_help_panel=MODEL,
+    ),
+    vllm_version: str = typer.Option(
+        DEFAULT_PROFILE.name,
+        envvar="DUMMY_VLLM_VLLM_VERSION",
+        help=f"The vLLM release to answer as: an era ({ERAS}) or a full version such as "
+        "0.33.1, answered in its era's shapes and reported by /version. Replay defaults to the "
+        "version the session recorded.",
         rich_help_panel=MODEL,
     ),
     max_model_len: int = typer.Option(
@@ -283,6 +310,7 @@ def serve(
             model=model,
             model_root=model_root,
             max_model_len=max_model_len,
+            vllm_version=vllm_version,
             seed=seed,
             synthetic=SyntheticSettings(
                 latency=LatencySettings(
@@ -323,9 +351,7 @@ def serve(
     )
     # Given means set, even to the default. ParameterSource is click's, which typer vendors
     # privately: members are told by name.
-    source = ctx.get_parameter_source("model")
-    model_given = source is not None and source.name in {"COMMANDLINE", "ENVIRONMENT"}
-    settings = prepare_store(settings, model_given)
+    settings = prepare_store(settings, given_options(ctx, "model", "vllm_version"))
     from ..server import run_server  # Sanic is imported only when a server really starts.
 
     run_server(settings)

@@ -48,7 +48,7 @@ from ..protocol.sse import DONE_PAYLOAD, event_data, frame
 from ..settings import MissPolicy, ReplaySettings
 from ..synthetic import SyntheticModel, incremental_texts
 from .matching import DEFAULT_IGNORED, canonical_key, diff_fields, relaxed_key
-from .store import Outcome, Store, StoredExchange
+from .store import Outcome, SessionSummary, Store, StoredExchange
 
 # Response header that says how an answer was served.
 SERVED_BY_HEADER = "x-dummy-vllm-replay"
@@ -516,17 +516,16 @@ class ReplayResponder:
         )
 
 
-async def check_sessions(store: Store, names: Sequence[str]) -> str | None:
-    """Refuse unknown and empty sessions with a ReplayError naming them; return the model
-    the first session's upstream served, when it was recorded."""
+async def check_sessions(store: Store, names: Sequence[str]) -> SessionSummary:
+    """Refuse unknown and empty sessions with a ReplayError naming them; return the first
+    session's summary (the model and vLLM version its upstream reported, when recorded)."""
     known = {summary.name: summary for summary in await store.list_sessions()}
     for name in names:
         if name not in known:
             raise ReplayError(f"no session named {name!r} in {store.path}")
         if known[name].exchanges == 0:
             raise ReplayError(f"session {name!r} has no recorded exchanges")
-    models = known[names[0]].models
-    return models[0] if models else None
+    return known[names[0]]
 
 
 async def load_sessions(names: Sequence[str], db_path: Path) -> list[StoredExchange]:

@@ -23,13 +23,15 @@ from ..shapes import arrival_errors_ms, timed_events
 from .test_replay import CHAT, record
 
 
-def write_session(path: Path, name: str, exchanges: list[StoredExchange]) -> None:
+def write_session(
+    path: Path, name: str, exchanges: list[StoredExchange], version: str = "0.11.0"
+) -> None:
     migrate(path)
 
     async def write() -> None:
         async with await Store.open(path) as store:
             await store.ensure_session(name, upstream="http://upstream", options={})
-            await store.update_session_upstream_info(name, models=["m"], version="0.11.0")
+            await store.update_session_upstream_info(name, models=["m"], version=version)
             for exchange in exchanges:
                 await store.add_exchange(name, exchange.record)
 
