@@ -97,6 +97,7 @@ def _metrics(settings: Settings, scheduler: Scheduler) -> Metrics:
         kv_capacity=settings.scheduler.batch_size * settings.max_model_len * settings.workers,
         replay=settings.replay is not None,
         directory=settings.metrics_dir,
+        profile=settings.profile,
     )
 
 

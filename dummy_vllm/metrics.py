@@ -41,6 +41,7 @@ from prometheus_client.utils import floatToGoString
 
 from .emit import Delivery
 from .plan import ABORTED, ResponsePlan
+from .protocol.profiles import DEFAULT_PROFILE, Profile
 from .scheduler import Scheduler
 from .settings import FaultType
 
@@ -49,7 +50,20 @@ FLUSH_SECONDS = 0.1
 ENGINE = "0"
 VLLM_LABELS = ("model_name", "engine")
 # vLLM 0.11's engine finish reasons; the API's "tool_calls" is the engine's "stop".
-FINISH_REASONS = ("stop", "length", ABORTED)
+# Help texts of the metrics whose presence depends on the era (0.8.5 and 0.11 loggers.py).
+_HELP = {
+    "vllm:gpu_cache_usage_perc": "GPU KV-cache usage. 1 means 100 percent usage.",
+    "vllm:kv_cache_usage_perc": "KV-cache usage. 1 means 100 percent usage.",
+    "vllm:gpu_prefix_cache_queries": "GPU prefix cache queries, in terms of number of queried "
+    "blocks.",
+    "vllm:gpu_prefix_cache_hits": "GPU prefix cache hits, in terms of number of cached blocks.",
+    "vllm:prefix_cache_queries": "Prefix cache queries, in terms of number of queried tokens.",
+    "vllm:prefix_cache_hits": "Prefix cache hits, in terms of number of cached tokens.",
+    "tpot": "Histogram of time per output token in seconds.",
+    "tpot_deprecated": "Histogram of time per output token in seconds."
+    "DEPRECATED: Use vllm:inter_token_latency_seconds instead.",
+    "vllm:inter_token_latency_seconds": "Histogram of inter-token latency in seconds.",
+}
 REPLAY_KINDS = ("exact", "relaxed", "miss_error", "miss_synthetic", "miss_profile")
 UNMATCHED_ROUTE = "unmatched"
 
@@ -217,6 +231,7 @@ class Metrics:
         kv_capacity: int,
         replay: bool,
         directory: Path | None,
+        profile: Profile = DEFAULT_PROFILE,
     ) -> None:
         self.enabled = enabled
         # This worker's file among the other workers'.
@@ -278,7 +293,8 @@ class Metrics:
                 )
             return observations
 
-        # vLLM 0.11's names, help texts, buckets and order (prometheus_client adds _total).
+        # vLLM's names, help texts, buckets and order, as ``profile``'s era has them
+        # (prometheus_client adds _total).
         gauge(
             "vllm:num_requests_running",
             "Number of requests in model execution batches.",
@@ -289,22 +305,14 @@ class Metrics:
             "Number of requests waiting to be processed.",
             lambda: scheduler.waiting,
         )
-        gauge(
-            "vllm:kv_cache_usage_perc",
-            "KV-cache usage. 1 means 100 percent usage.",
-            lambda: min(scheduler.kv_tokens / kv_capacity, 1.0),
-        )
+        for name in profile.kv_cache_usage_metrics:
+            gauge(name, _HELP[name], lambda: min(scheduler.kv_tokens / kv_capacity, 1.0))
         # No prefix is ever cached here: queries are the prompt tokens, hits stay 0.
-        counter(
-            "vllm:prefix_cache_queries",
-            "Prefix cache queries, in terms of number of queried tokens.",
-            lambda: self._prompt_tokens_total,
-        )
-        counter(
-            "vllm:prefix_cache_hits",
-            "Prefix cache hits, in terms of number of cached tokens.",
-            lambda: 0.0,
-        )
+        for prefix in profile.prefix_cache_metric_prefixes:
+            counter(
+                f"{prefix}_queries", _HELP[f"{prefix}_queries"], lambda: self._prompt_tokens_total
+            )
+            counter(f"{prefix}_hits", _HELP[f"{prefix}_hits"], lambda: 0.0)
         counter(
             "vllm:num_preemptions",
             "Cumulative number of preemption from the engine.",
@@ -320,7 +328,7 @@ class Metrics:
             "Number of generation tokens processed.",
             lambda: self._generation_tokens_total,
         )
-        self._success_labels = {reason: (*engine, reason) for reason in FINISH_REASONS}
+        self._success_labels = {reason: (*engine, reason) for reason in profile.finished_reasons}
         self._success = counters(
             "vllm:request_success",
             "Count of successfully processed requests.",
@@ -350,21 +358,23 @@ class Metrics:
             TTFT_BUCKETS,
             ("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds."),
         )
-        self._itl = histogram(
-            TOKEN_LATENCY_BUCKETS,
-            (
-                "vllm:time_per_output_token_seconds",
-                "Histogram of time per output token in seconds."
-                "DEPRECATED: Use vllm:inter_token_latency_seconds instead.",
-            ),
-            ("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds."),
+        itl_families: list[tuple[str, str]] = []
+        if profile.time_per_output_token_metric:
+            # Until the ITL histogram existed, TPOT's help did not call itself deprecated.
+            deprecated = profile.inter_token_latency_metric
+            tpot_help = _HELP["tpot_deprecated" if deprecated else "tpot"]
+            itl_families.append(("vllm:time_per_output_token_seconds", tpot_help))
+        if profile.inter_token_latency_metric:
+            name = "vllm:inter_token_latency_seconds"
+            itl_families.append((name, _HELP[name]))
+        self._itl = histogram(TOKEN_LATENCY_BUCKETS, *itl_families)
+        request_tpot = (
+            "vllm:request_time_per_output_token_seconds",
+            "Histogram of time_per_output_token_seconds per request.",
         )
         self._request_tpot = histogram(
             TOKEN_LATENCY_BUCKETS,
-            (
-                "vllm:request_time_per_output_token_seconds",
-                "Histogram of time_per_output_token_seconds per request.",
-            ),
+            *([request_tpot] if profile.request_time_per_output_token_metric else []),
         )
         self._e2e, self._queue, self._inference, self._prefill, self._decode = (
             histogram(REQUEST_LATENCY_BUCKETS, (f"vllm:{name}", help_))

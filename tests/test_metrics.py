@@ -21,6 +21,7 @@ from sanic import Sanic
 from dummy_vllm.emit import Delivery
 from dummy_vllm.metrics import N_BUCKETS, Metrics, token_buckets
 from dummy_vllm.plan import ResponsePlan
+from dummy_vllm.protocol.profiles import DEFAULT_PROFILE, V0_8, V0_11, V0_14, V0_17, V0_33, Profile
 from dummy_vllm.scheduler import Scheduler
 from dummy_vllm.settings import FaultType, SchedulerSettings
 
@@ -67,6 +68,7 @@ def make_metrics(
     kv_capacity: int = 256 * 2048,
     replay: bool = False,
     directory: Path | None = None,
+    profile: Profile = DEFAULT_PROFILE,
 ) -> tuple[Metrics, Scheduler]:
     scheduler = Scheduler(SchedulerSettings())
     metrics = Metrics(
@@ -77,6 +79,7 @@ def make_metrics(
         kv_capacity=kv_capacity,
         replay=replay,
         directory=directory,
+        profile=profile,
     )
     return metrics, scheduler
 
@@ -357,3 +360,53 @@ def test_metrics_route_in_process(make_app: Callable[..., Sanic]) -> None:
         assert "vllm:num_requests_running" in response.text
     _, response = make_app(metrics=False).test_client.get("/metrics")
     assert response.status == 404
+
+
+@pytest.mark.parametrize(
+    ("profile", "present", "absent"),
+    [
+        # 0.8.5 v1/metrics/loggers.py: the gpu_ names, TPOT, no ITL.
+        (
+            V0_8,
+            {"vllm:gpu_cache_usage_perc", "vllm:gpu_prefix_cache_queries_total",
+             "vllm:time_per_output_token_seconds_count"},
+            {"vllm:kv_cache_usage_perc", "vllm:inter_token_latency_seconds_count",
+             "vllm:request_time_per_output_token_seconds_count"},
+        ),
+        # 0.11: new names, TPOT kept as deprecated beside ITL.
+        (
+            V0_11,
+            {"vllm:kv_cache_usage_perc", "vllm:prefix_cache_queries_total",
+             "vllm:time_per_output_token_seconds_count", "vllm:inter_token_latency_seconds_count"},
+            {"vllm:gpu_cache_usage_perc", "vllm:gpu_prefix_cache_queries_total"},
+        ),
+        # 0.17+: TPOT gone.
+        (
+            V0_33,
+            {"vllm:kv_cache_usage_perc", "vllm:inter_token_latency_seconds_count",
+             "vllm:request_time_per_output_token_seconds_count"},
+            {"vllm:time_per_output_token_seconds_count", "vllm:gpu_cache_usage_perc"},
+        ),
+    ],
+)  # fmt: skip
+def test_metric_names_follow_the_era(profile: Profile, present: set[str], absent: set[str]) -> None:
+    metrics, _ = make_metrics(profile=profile)
+    names = {line.split("{")[0] for line in metrics.exposition().decode().splitlines()}
+    assert present <= names
+    assert not absent & names
+
+
+@pytest.mark.parametrize(
+    ("profile", "reasons"),
+    [
+        (V0_11, ["abort", "length", "stop"]),
+        (V0_14, ["abort", "error", "length", "stop"]),
+        (V0_17, ["abort", "error", "length", "repetition", "stop"]),
+    ],
+)
+def test_finished_reasons_precreated_by_era(profile: Profile, reasons: list[str]) -> None:
+    metrics, _ = make_metrics(profile=profile)
+    shown = re.findall(
+        r'vllm:request_success_total\{[^}]*finished_reason="(\w+)"', metrics.exposition().decode()
+    )
+    assert sorted(shown) == reasons
