@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 IMAGE ?= dummy-vllm
 SERVE_ARGS ?=
+BENCH_CLIENTS_ARGS ?=
 
-.PHONY: serve test lint typecheck bench docker-build docker-build-dev docker-run docker-test clean
+.PHONY: serve test lint typecheck bench bench-clients docker-build docker-build-dev docker-run docker-test clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +31,15 @@ lint: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(BIN)/python -m benchmarks.run
 
+$(VENV)/.bench-clients: $(VENV)/.runtime requirements-bench-clients.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check -r requirements-bench-clients.txt
+	touch $@
+
+# vLLM's own `vllm bench serve` request functions (taken from the vLLM wheels on PyPI, cached
+# under .cache/) against `serve --vllm-version` of the same release. Not part of `make test`.
+bench-clients: $(VENV)/.bench-clients
+	$(BIN)/python -m benchmarks.vllm_clients $(BENCH_CLIENTS_ARGS)
+
 docker-build:
 	docker build --target prod -t $(IMAGE) .
 
@@ -43,4 +53,4 @@ docker-test: docker-build-dev
 	docker run --rm $(IMAGE):dev
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .cache
