@@ -92,13 +92,15 @@ def test_tool_calls(server: LiveServer, tool_choice: Any, finish: str) -> None:
         assert calls
         for call in calls:
             assert call.type == "function"
-            assert call.id.startswith("chatcmpl-tool-") and len(call.id) == 14 + 32
+            assert call.id.startswith("chatcmpl-tool-")
+            assert len(call.id) == 14 + 32
             check_call(call.function.name, call.function.arguments)
         if isinstance(tool_choice, dict):
             assert [call.function.name for call in calls] == ["search"]
             assert choice.message.content == ""
         # The tools rendered into the prompt count.
-        assert response.usage is not None and response.usage.prompt_tokens > 40
+        assert response.usage is not None
+        assert response.usage.prompt_tokens > 40
 
 
 @pytest.mark.parametrize(
@@ -127,11 +129,13 @@ def test_streamed_tool_call_deltas_accumulate(server: LiveServer, tool_choice: A
             if delta.function is not None:
                 call["name"] += delta.function.name or ""
                 call["arguments"] += delta.function.arguments or ""
-    assert calls and finish == "tool_calls"
+    assert calls
+    assert finish == "tool_calls"
     for call in calls.values():
         assert call["id"].startswith("chatcmpl-tool-")
         check_call(call["name"], call["arguments"])
-    assert usage is not None and usage.completion_tokens > len(calls)
+    assert usage is not None
+    assert usage.completion_tokens > len(calls)
 
 
 def test_tool_call_loop_history_is_accepted(server: LiveServer) -> None:
@@ -153,7 +157,8 @@ def test_tool_call_loop_history_is_accepted(server: LiveServer) -> None:
     )
     assert second.choices[0].message.content
     assert second.choices[0].message.tool_calls == []
-    assert second.usage is not None and first.usage is not None
+    assert second.usage is not None
+    assert first.usage is not None
     assert second.usage.prompt_tokens > first.usage.prompt_tokens
 
 
@@ -187,7 +192,8 @@ def test_json_schema_streamed_token_by_token(server: LiveServer) -> None:
     pieces = [c.choices[0].delta.content for c in chunks[1:] if c.choices]
     jsonschema.validate(json.loads("".join(p or "" for p in pieces)), schema)
     usage = chunks[-1].usage
-    assert usage is not None and usage.completion_tokens == len(pieces)
+    assert usage is not None
+    assert usage.completion_tokens == len(pieces)
 
 
 def test_tool_choice_errors_are_vllms(server: LiveServer) -> None:
@@ -220,10 +226,12 @@ def get_weather(city: str, unit: Literal["celsius", "fahrenheit"]) -> str:
 def test_langchain_bind_tools(server: LiveServer) -> None:
     model = chat_model(server).bind_tools([get_weather])
     reply = model.invoke([HumanMessage("Weather in Paris?")])
-    assert isinstance(reply, AIMessage) and reply.tool_calls
+    assert isinstance(reply, AIMessage)
+    assert reply.tool_calls
     call = reply.tool_calls[0]
     assert call["name"] == "get_weather"
-    assert set(call["args"]) == {"city", "unit"} and call["args"]["unit"] in (
+    assert set(call["args"]) == {"city", "unit"}
+    assert call["args"]["unit"] in (
         "celsius",
         "fahrenheit",
     )

@@ -12,12 +12,12 @@ from ..recording.store import SessionSummary, Store
 from ..settings import (
     DEFAULT_MODEL,
     AgentSettings,
-    OutputLength,
     FaultSettings,
     JitterDistribution,
     LatencySettings,
     Limits,
     MissPolicy,
+    OutputLength,
     ReplaySettings,
     SchedulerSettings,
     Settings,
@@ -172,8 +172,7 @@ def serve(
     tool_call_rate: float = typer.Option(
         AgentSettings().tool_call_rate,
         envvar="DUMMY_VLLM_TOOL_CALL_RATE",
-        help="Share of tool_choice 'auto' requests answered with tool calls (the others in "
-        "prose).",
+        help="Share of tool_choice 'auto' requests answered with tool calls (the others in prose).",
         rich_help_panel=AGENTS,
     ),
     reasoning_parser: str | None = typer.Option(

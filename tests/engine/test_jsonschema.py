@@ -127,7 +127,8 @@ def test_tool_calls_follow_the_choice() -> None:
     required = [
         plan_tool_calls(tools, random.Random(s), required=True, call_rate=0.0) for s in range(40)
     ]
-    assert all(required) and any(len(calls) == 2 for calls in required)
+    assert all(required)
+    assert any(len(calls) == 2 for calls in required)
     single = [
         plan_tool_calls(tools, random.Random(s), required=True, parallel=False) for s in range(40)
     ]
@@ -274,7 +275,12 @@ def test_regex_strings_match(pattern: str) -> None:
 
 @pytest.mark.parametrize(
     ("pattern", "what"),
-    [(r"(a)\1", "backreference"), (r"a(?=b)", "(?="), (r"\bword", "assertion"), (r"(ab", "unexpected end")],
+    [
+        (r"(a)\1", "backreference"),
+        (r"a(?=b)", "(?="),
+        (r"\bword", "assertion"),
+        (r"(ab", "unexpected end"),
+    ],
 )
 def test_unsupported_regex_says_what(pattern: str, what: str) -> None:
     with pytest.raises(RegexError, match=re.escape(what)):
