@@ -353,7 +353,8 @@ class ChatStream:
             EVENT_SEPARATOR,
         )
 
-    def token(self, choice: ChoiceOutput, position: int) -> bytes:
+    def _ending(self, choice: ChoiceOutput, position: int) -> tuple[bytes, bytes]:
+        """The finish fields of a token event's choice, and the event's top-level tail."""
         wire = self.wire
         if position == len(choice.token_ids) - 1:
             finish = b',"finish_reason":"%b","stop_reason":%b%b' % (
@@ -361,10 +362,12 @@ class ChatStream:
                 _finish_json(choice.stop_reason),
                 wire.chat_finish_choice_tail,
             )
-            tail = self._finish_tail
-        else:
-            finish = b',"finish_reason":null' + wire.chat_token_choice_tail
-            tail = wire.chat_token_tail
+            return finish, self._finish_tail
+        return b',"finish_reason":null' + wire.chat_token_choice_tail, wire.chat_token_tail
+
+    def token(self, choice: ChoiceOutput, position: int) -> bytes:
+        wire = self.wire
+        finish, tail = self._ending(choice, position)
         logprobs = (
             b"null"
             if choice.logprobs is None
@@ -387,17 +390,7 @@ class ChatStream:
     def delta(self, choice: ChoiceOutput, position: int, delta: Delta, first: int) -> bytes:
         """The event of an agent-style answer's token at ``position``, covering the tokens
         from ``first`` (those its parser held back) for log-probabilities."""
-        wire = self.wire
-        if position == len(choice.token_ids) - 1:
-            finish = b',"finish_reason":"%b","stop_reason":%b%b' % (
-                choice.finish_reason.encode(),
-                _finish_json(choice.stop_reason),
-                wire.chat_finish_choice_tail,
-            )
-            tail = self._finish_tail
-        else:
-            finish = b',"finish_reason":null' + wire.chat_token_choice_tail
-            tail = wire.chat_token_tail
+        finish, tail = self._ending(choice, position)
         logprobs = (
             b"null"
             if choice.logprobs is None
@@ -412,7 +405,7 @@ class ChatStream:
         return b'%b%d,"delta":%b,"logprobs":%b%b}]%b%b}%b' % (
             self._choice,
             choice.index,
-            wire.delta_json(delta),
+            self.wire.delta_json(delta),
             logprobs,
             finish,
             self._usage_tail(position + 1),
