@@ -68,7 +68,7 @@ class AgentSettings:
 
     def __post_init__(self) -> None:
         if self.enable_auto_tool_choice and not self.tool_call_parser:
-            raise SettingsError("Error: --enable-auto-tool-choice requires --tool-call-parser")
+            raise SettingsError("--enable-auto-tool-choice requires --tool-call-parser")
         for name in ("tool_call_rate", "reasoning_ratio"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

@@ -649,22 +649,28 @@ def chat_events(
     choice, interleaved in index order; the usage event only when asked for; then [DONE].
     Tokens an agent-style answer's parser holds back send nothing: the next event carries
     them."""
+    plain = all(choice.deltas is None for choice in choices)
     held = [0] * len(choices)
     for step, due in enumerate(offsets):
         if step == 0:
             for choice in choices:
                 yield PlanEvent(due, stream.role(choice.index), 0)
+        if plain:  # the hot path: one event per token
+            for choice in choices:
+                if step < len(choice.token_ids):
+                    yield PlanEvent(due, stream.token(choice, step), 1)
+            continue
         for number, choice in enumerate(choices):
             if step >= len(choice.token_ids):
                 continue
+            delta = None if choice.deltas is None else choice.deltas[step]
             if choice.deltas is None:
-                yield PlanEvent(due, stream.token(choice, step), 1)
-                continue
-            delta = choice.deltas[step]
-            if delta is None:
+                data = stream.token(choice, step)
+            elif delta is None:
                 held[number] += 1
                 continue
-            data = stream.delta(choice, step, delta, step - held[number])
+            else:
+                data = stream.delta(choice, step, delta, step - held[number])
             yield PlanEvent(due, data, held[number] + 1)
             held[number] = 0
     end = offsets[-1] if offsets else 0.0
