@@ -331,6 +331,11 @@ class ChatStream:
         )
         # Without a usage event, the fingerprint rides on each finish chunk.
         self._finish_tail = (b"" if include_usage else wire.fingerprint_tail) + wire.chat_token_tail
+        # The finish fields and tail of every event but a choice's last.
+        self._ongoing = (
+            b',"finish_reason":null' + wire.chat_token_choice_tail,
+            wire.chat_token_tail,
+        )
         # Set by the producer when a reasoning parser counted reasoning tokens.
         self.reasoning_tokens: int | None = None
 
@@ -353,21 +358,19 @@ class ChatStream:
             EVENT_SEPARATOR,
         )
 
-    def _ending(self, choice: ChoiceOutput, position: int) -> tuple[bytes, bytes]:
-        """The finish fields of a token event's choice, and the event's top-level tail."""
-        wire = self.wire
-        if position == len(choice.token_ids) - 1:
-            finish = b',"finish_reason":"%b","stop_reason":%b%b' % (
-                choice.finish_reason.encode(),
-                _finish_json(choice.stop_reason),
-                wire.chat_finish_choice_tail,
-            )
-            return finish, self._finish_tail
-        return b',"finish_reason":null' + wire.chat_token_choice_tail, wire.chat_token_tail
+    def _final(self, choice: ChoiceOutput) -> tuple[bytes, bytes]:
+        """The finish fields of a choice's last event, and that event's top-level tail."""
+        finish = b',"finish_reason":"%b","stop_reason":%b%b' % (
+            choice.finish_reason.encode(),
+            _finish_json(choice.stop_reason),
+            self.wire.chat_finish_choice_tail,
+        )
+        return finish, self._finish_tail
 
     def token(self, choice: ChoiceOutput, position: int) -> bytes:
         wire = self.wire
-        finish, tail = self._ending(choice, position)
+        last = position == len(choice.token_ids) - 1
+        finish, tail = self._final(choice) if last else self._ongoing
         logprobs = (
             b"null"
             if choice.logprobs is None
@@ -390,7 +393,8 @@ class ChatStream:
     def delta(self, choice: ChoiceOutput, position: int, delta: Delta, first: int) -> bytes:
         """The event of an agent-style answer's token at ``position``, covering the tokens
         from ``first`` (those its parser held back) for log-probabilities."""
-        finish, tail = self._ending(choice, position)
+        last = position == len(choice.token_ids) - 1
+        finish, tail = self._final(choice) if last else self._ongoing
         logprobs = (
             b"null"
             if choice.logprobs is None
