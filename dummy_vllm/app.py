@@ -118,6 +118,7 @@ def _serve_model(app: App, settings: Settings) -> None:
             limits=settings.limits,
             profile=settings.profile,
             version=settings.reported_version,
+            agent=settings.synthetic.agent,
         )
         scheduler = Scheduler(settings.scheduler)
         ctx.metrics = metrics = _metrics(settings, scheduler)

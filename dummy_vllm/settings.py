@@ -51,6 +51,61 @@ class LatencySettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AgentSettings:
+    """Tool calling and reasoning, as vLLM's server flags enable them, and how often the
+    pretend model uses them."""
+
+    # vLLM's --enable-auto-tool-choice and --tool-call-parser: "auto" needs both (and named or
+    # "required" too from 0.17).
+    enable_auto_tool_choice: bool = False
+    tool_call_parser: str | None = None
+    # Share of requests with tools and tool_choice "auto" answered with tool calls.
+    tool_call_rate: float = 1.0
+    # vLLM's --reasoning-parser: the answer starts with reasoning, split into its own field.
+    reasoning_parser: str | None = None
+    # Share of the generated tokens that are reasoning (before the answer).
+    reasoning_ratio: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.enable_auto_tool_choice and not self.tool_call_parser:
+            raise SettingsError("--enable-auto-tool-choice requires --tool-call-parser")
+        for name in ("tool_call_rate", "reasoning_ratio"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise SettingsError(f"{name} must be in [0, 1], got {value!r}")
+
+    def check_parsers(self, profile: Profile) -> None:
+        """Refuse parser names the era has not registered, with vLLM's start-up messages."""
+        if self.enable_auto_tool_choice and self.tool_call_parser not in profile.tool_parsers:
+            raise SettingsError(
+                f"invalid tool call parser: {self.tool_call_parser} "
+                f"(chose from {{ {','.join(profile.tool_parsers)} }})"
+            )
+        if self.reasoning_parser and self.reasoning_parser not in profile.reasoning_parsers:
+            raise SettingsError(
+                f"invalid reasoning parser: {self.reasoning_parser} "
+                f"(chose from {{ {','.join(profile.reasoning_parsers)} }})"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLength:
+    """How long an answer runs when the request sets no ``max_tokens`` (chat only: completions
+    default to 16 as in vLLM). A real model stops at EOS after a few hundred tokens; the length
+    is drawn from a lognormal law of this mean and standard deviation, capped by the room left
+    in the context. ``mean == 0`` fills the context, as a model that never emits EOS would."""
+
+    mean: float = 256.0
+    spread: float = 128.0
+
+    def __post_init__(self) -> None:
+        for name in ("mean", "spread"):
+            value = getattr(self, name)
+            if not 0.0 <= value < float("inf"):
+                raise SettingsError(f"default output {name} must be a finite number >= 0")
+
+
+@dataclass(frozen=True, slots=True)
 class SyntheticSettings:
     """What synthetic mode generates and when (replay's misses are answered the same way)."""
 
@@ -59,6 +114,8 @@ class SyntheticSettings:
     eos_rate: float = 0.0
     # Answer with the prompt text instead of generated text.
     echo_prompt: bool = False
+    agent: AgentSettings = field(default_factory=AgentSettings)
+    default_length: OutputLength = field(default_factory=OutputLength)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.eos_rate < 1.0:
@@ -251,6 +308,7 @@ class Settings:
             profile_for(self.vllm_version)
         except UnknownVersion as exc:
             raise SettingsError(str(exc)) from None
+        self.synthetic.agent.check_parsers(self.profile)
 
     @property
     def profile(self) -> Profile:

@@ -12,11 +12,26 @@ import random
 import zlib
 from array import array
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .engine import Corpus, LatencyModel, Tokenizer, sample_output_length
+from .engine import (
+    Corpus,
+    LatencyModel,
+    Tokenizer,
+    jsonschema,
+    sample_natural_length,
+    sample_output_length,
+)
+from .engine.jsonschema import SchemaError
+from .engine.regex import matching_string
+from .engine.tokenizer import THINK_END
+from .engine.tools import plan_tool_calls
 from .plan import ResponsePlan
+from .protocol.constraints import ConstraintKind, OutputConstraint, ToolMode, ToolRequest
+from .protocol.deltas import CallSpan, Layout, ToolStyle, message_of, stream_deltas, tool_text
+from .protocol.errors import bad_request
+from .protocol.profiles import Profile
 from .protocol.requests import (
     CHAT_ROUTE,
     ChatRequest,
@@ -30,16 +45,18 @@ from .protocol.responses import (
     ChatStream,
     ChoiceOutput,
     CompletionStream,
+    RenderedChoice,
     TokenLogprob,
     Wire,
     chat_body,
     chat_events,
     completion_body,
     completion_events,
+    random_id,
     render_chat_choice,
     render_completion_choice,
 )
-from .settings import SyntheticSettings
+from .settings import OutputLength, SyntheticSettings
 
 # Handed out when nothing will be drawn (no jitter, no EOS rate): never consumed.
 _NO_DRAWS = random.Random(0)
@@ -54,6 +71,8 @@ class Generation:
     choices: list[ChoiceOutput]
     prompt_tokens: int
     offsets: list[float] = field(default_factory=list)
+    # Reasoning tokens of all choices, when a reasoning parser counted them.
+    reasoning_tokens: int | None = None
 
     @property
     def completion_tokens(self) -> int:
@@ -86,6 +105,7 @@ class SyntheticModel:
         self.corpus = Corpus(tokenizer, seed=seed)
         self.latency = LatencyModel(settings.latency)
         word_ids = tokenizer.word_ids
+        (self._think_end,) = tokenizer.encode(THINK_END)
         # Deterministic per-token log-probabilities, computed once.
         self._logprob = {
             tid: -0.05 - (zlib.crc32(tid.to_bytes(4, "little")) % 4000) / 1000.0 for tid in word_ids
@@ -108,9 +128,13 @@ class SyntheticModel:
         self, chat: ChatRequest, request_id: str | None, timing: Timing | None = None
     ) -> ResponsePlan:
         params = chat.params
-        generation = self.generate([chat.prompt], params, timing)
+        if self._agent_style(chat):
+            generation = self.generate_agent(chat, timing)
+        else:
+            generation = self.generate([chat.prompt], params, timing, chat.constraint)
         meta = self.wire.meta("chatcmpl", chat.model, request_id)
         plan = generation.plan(params)
+        reasoning = generation.reasoning_tokens
         if params.stream:
             stream = ChatStream(
                 self.wire,
@@ -120,19 +144,41 @@ class SyntheticModel:
                 params.include_usage,
                 params.continuous_usage_stats,
             )
+            stream.reasoning_tokens = reasoning
             plan.events = chat_events(stream, generation.choices, generation.offsets)
         else:
-            rendered = [render_chat_choice(self.tokenizer, c) for c in generation.choices]
+            rendered = [
+                render_chat_choice(self.tokenizer, c, params.return_token_ids)
+                for c in generation.choices
+            ]
+            extra: dict[str, Any] = {}
+            if params.prompt_logprobs is not None:
+                extra["prompt_logprobs"] = self.prompt_logprobs(chat.prompt, params.prompt_logprobs)
+            if params.return_token_ids:
+                extra["prompt_token_ids"] = list(chat.prompt)
             plan.body = chat_body(
-                self.wire, meta, rendered, generation.prompt_tokens, generation.completion_tokens
+                self.wire,
+                meta,
+                rendered,
+                generation.prompt_tokens,
+                generation.completion_tokens,
+                reasoning,
+                extra,
             )
         return plan
+
+    def _agent_style(self, chat: ChatRequest) -> bool:
+        """Tool calls may be made, or a reasoning parser splits the answer."""
+        return chat.tools.calls_possible or self._reasoning(chat)
+
+    def _reasoning(self, chat: ChatRequest) -> bool:
+        return bool(self.settings.agent.reasoning_parser) and chat.thinking
 
     def completion_plan(
         self, completion: CompletionRequest, request_id: str | None, timing: Timing | None = None
     ) -> ResponsePlan:
         params = completion.params
-        generation = self.generate(completion.prompts, params, timing)
+        generation = self.generate(completion.prompts, params, timing, completion.constraint)
         meta = self.wire.meta("cmpl", completion.model, request_id)
         echo_texts = (
             {
@@ -160,45 +206,223 @@ class SyntheticModel:
             )
         else:
             rendered = [
-                render_completion_choice(self.tokenizer, c, echo_texts.get(c.index, ""))
-                for c in generation.choices
+                self._completion_choice(completion, choice, echo_texts.get(choice.index, ""))
+                for choice in generation.choices
             ]
             plan.body = completion_body(
                 self.wire, meta, rendered, generation.prompt_tokens, generation.completion_tokens
             )
         return plan
 
+    def _completion_choice(
+        self, completion: CompletionRequest, choice: ChoiceOutput, echo_text: str
+    ) -> RenderedChoice:
+        """A non-streamed completions choice with what the request asked of its prompt: echoed
+        log-probabilities (prompt tokens first), ``prompt_logprobs``, token ids."""
+        params = completion.params
+        prompt = completion.prompts[choice.index // params.n]
+        echoed = (
+            self._logprobs(prompt, params.logprobs)
+            if completion.echo and params.logprobs is not None
+            else ()
+        )
+        # With token ids the prompt's text is not echoed (vLLM clears prompt_text).
+        text = "" if params.return_token_ids else echo_text
+        rendered = render_completion_choice(self.tokenizer, choice, text, echoed)
+        return replace(
+            rendered,
+            token_ids=choice.token_ids if params.return_token_ids else None,
+            prompt_token_ids=list(prompt) if params.return_token_ids else None,
+            prompt_logprobs=self.prompt_logprobs(prompt, params.prompt_logprobs)
+            if params.prompt_logprobs is not None
+            else None,
+        )
+
+    def prompt_logprobs(self, prompt: Sequence[int], top: int) -> list[dict[str, Any] | None]:
+        """vLLM's ``prompt_logprobs``: null for the first token, then per position the actual
+        token (its rank) and the top alternatives, keyed by token id."""
+        tokenizer = self.tokenizer
+        entries: list[dict[str, Any] | None] = [None]
+        for entry in self._logprobs(prompt[1:], top):
+            ranked = entry.top or [(entry.token_id, entry.logprob)]
+            entries.append(
+                {
+                    str(tid): {"logprob": lp, "rank": rank, "decoded_token": tokenizer.piece(tid)}
+                    for rank, (tid, lp) in enumerate(ranked, start=1)
+                }
+            )
+        return entries
+
     def generate(
         self,
         prompts: Sequence[Sequence[int]],
         params: GenerationParams,
         timing: Timing | None = None,
+        constraint: OutputConstraint | None = None,
     ) -> Generation:
         """Outputs for every prompt x n choices, indexed prompt-major as vLLM does."""
         base_seed = params.seed if params.seed is not None else self._prompt_seed(prompts)
         eos_rate = 0.0 if params.ignore_eos else self.settings.eos_rate
+        natural = self._natural(params)
         # Seeding a Random costs more than the rest of a short request: only when drawn from.
-        draws = eos_rate > 0 or timing is not None or self.latency.draws
+        draws = eos_rate > 0 or natural is not None or timing is not None or self.latency.draws
         rng = random.Random(base_seed) if draws else _NO_DRAWS
         choices: list[ChoiceOutput] = []
         for prompt_index, prompt in enumerate(prompts):
             for sample in range(params.n):
                 index = prompt_index * params.n + sample
+                seed = base_seed * 1_000_003 + index
                 if self.settings.echo_prompt:
                     ids = list(prompt[: params.max_tokens])
                     length = len(ids)
                 else:
-                    length = sample_output_length(
-                        rng, params.max_tokens, params.min_tokens, eos_rate
-                    )
-                    ids = list(self.corpus.tokens(base_seed * 1_000_003 + index, length))
+                    length = self._length(rng, params, natural, eos_rate)
+                    if constraint is None:
+                        ids = list(self.corpus.tokens(seed, length))
+                    else:
+                        ids = self._constrained_ids(
+                            constraint, random.Random(seed), length, params.max_tokens
+                        )
                 choices.append(self._finish(index, ids, params))
-        prompt_tokens = sum(len(prompt) for prompt in prompts)
-        steps = max((len(choice.token_ids) for choice in choices), default=0)
-        generation = Generation(choices=choices, prompt_tokens=prompt_tokens)
+        return self._timed(Generation(choices, sum(map(len, prompts))), prompts, rng, timing)
+
+    def _timed(
+        self,
+        generation: Generation,
+        prompts: Sequence[Sequence[int]],
+        rng: random.Random,
+        timing: Timing | None,
+    ) -> Generation:
+        steps = max((len(choice.token_ids) for choice in generation.choices), default=0)
         offsets_of = timing or self.latency.token_offsets
         generation.offsets = offsets_of(rng, max(map(len, prompts)), steps)
         return generation
+
+    def _natural(self, params: GenerationParams) -> OutputLength | None:
+        """The natural-length law, when the request leaves the length to the model."""
+        lengths = self.settings.default_length
+        if params.natural_length and not params.ignore_eos and lengths.mean > 0:
+            return lengths
+        return None
+
+    @staticmethod
+    def _length(
+        rng: random.Random,
+        params: GenerationParams,
+        natural: OutputLength | None,
+        eos_rate: float,
+    ) -> int:
+        if natural is not None:
+            return sample_natural_length(rng, natural, params.max_tokens, params.min_tokens)
+        return sample_output_length(rng, params.max_tokens, params.min_tokens, eos_rate)
+
+    def _constrained_ids(
+        self, constraint: OutputConstraint, rng: random.Random, budget: int, room: int
+    ) -> list[int]:
+        """Tokens of an answer that meets ``constraint``, shrunk until it fits ``room`` with
+        its EOS; a minimal answer that still does not fit is cut (finish_reason "length"), as
+        a constrained decoder stopped by max_tokens is."""
+        for _ in range(6):
+            ids = self.tokenizer.encode(constrained_text(constraint, rng, budget))
+            if len(ids) < room or budget <= 1:
+                break
+            budget //= 2
+        return ids[:room]
+
+    # --- tool calls and reasoning -------------------------------------------------------------
+
+    def generate_agent(self, chat: ChatRequest, timing: Timing | None = None) -> Generation:
+        """Answers that may call tools or reason first, one per choice."""
+        params = chat.params
+        prompts = [chat.prompt]
+        base_seed = params.seed if params.seed is not None else self._prompt_seed(prompts)
+        eos_rate = 0.0 if params.ignore_eos else self.settings.eos_rate
+        natural = self._natural(params)
+        rng = random.Random(base_seed)
+        choices = []
+        reasoning: int | None = None
+        for index in range(params.n):
+            limit = self._length(rng, params, natural, eos_rate)
+            choice = self._agent_choice(chat, index, base_seed * 1_000_003 + index, limit)
+            if choice.reasoning_tokens is not None:
+                reasoning = (reasoning or 0) + choice.reasoning_tokens
+            choices.append(choice)
+        generation = Generation(choices, len(chat.prompt), reasoning_tokens=reasoning)
+        return self._timed(generation, prompts, rng, timing)
+
+    def _agent_choice(self, chat: ChatRequest, index: int, seed: int, limit: int) -> ChoiceOutput:
+        params, tools, agent = chat.params, chat.tools, self.settings.agent
+        profile = self.wire.profile
+        rng = random.Random(seed)
+        reasoning = self._reasoning(chat)
+        thought = int(limit * agent.reasoning_ratio) if reasoning else 0
+        ids = list(self.corpus.tokens(seed ^ 0x5EED, thought))
+        hidden = 0
+        if reasoning:
+            ids.append(self._think_end)
+            hidden = 1
+        room = params.max_tokens - len(ids)
+        calls = (
+            plan_tool_calls(
+                tools.tools,
+                rng,
+                forced=tools.name,
+                required=tools.mode is ToolMode.REQUIRED,
+                call_rate=agent.tool_call_rate,
+                parallel=tools.parallel,
+                budget=max(room - 16, 8),
+            )
+            if tools.calls_possible
+            else []
+        )
+        style: ToolStyle | None = None
+        spans: tuple[CallSpan, ...] = ()
+        if calls:
+            style = _tool_style(tools, profile.forced_tools_parsed)
+            call_ids = [f"chatcmpl-tool-{random_id(profile.id_hex_digits)}" for _ in calls]
+            text, spans = tool_text(style, calls, call_ids)
+            ids += self.tokenizer.encode(text)
+        elif chat.constraint is not None:
+            ids += self._constrained_ids(chat.constraint, rng, max(limit - len(ids), 1), room)
+        else:
+            ids += self.corpus.tokens(seed, max(limit - len(ids), 0))
+        complete = len(ids) < params.max_tokens
+        ids = ids[: params.max_tokens]
+        pieces = [self.tokenizer.piece(tid) for tid in ids]
+        if complete:
+            ids.append(self.tokenizer.eos_token_id)
+            pieces.append("")
+        finish = "length" if not complete else _finish_reason(tools, style, profile, params.stream)
+        logprobs = self._logprobs(ids, params.logprobs) if params.logprobs is not None else None
+        if not reasoning and style is None:
+            return ChoiceOutput(
+                index, ids, {len(ids) - 1: ""} if complete else {}, finish, None, logprobs
+            )
+        layout = Layout(
+            thought,
+            hidden,
+            style,
+            spans,
+            reasoning_parsed=reasoning,
+            forced=tools.mode in (ToolMode.NAMED, ToolMode.REQUIRED),
+        )
+        output = ChoiceOutput(
+            index,
+            ids,
+            {len(ids) - 1: ""} if complete else {},
+            finish,
+            None,
+            logprobs,
+            reasoning_tokens=min(thought, len(ids)) if reasoning else None,
+        )
+        if params.stream:
+            output.deltas = stream_deltas(pieces, layout, index, profile)
+        else:
+            message = message_of(pieces, layout, complete)
+            if not chat.include_reasoning:
+                message = replace(message, reasoning=None)
+            output.message = message
+        return output
 
     def _prompt_seed(self, prompts: Sequence[Sequence[int]]) -> int:
         # Without a request seed the answer is a function of the prompt and the server seed, so
@@ -210,6 +434,10 @@ class SyntheticModel:
 
     def _finish(self, index: int, ids: list[int], params: GenerationParams) -> ChoiceOutput:
         tokenizer = self.tokenizer
+        if params.max_tokens == 0:
+            # echo with max_tokens 0: vLLM generates one token and hides it; it still counts.
+            logprobs: list[TokenLogprob] | None = [] if params.logprobs is not None else None
+            return ChoiceOutput(index, [tokenizer.eos_token_id], {0: ""}, "length", None, logprobs)
         # Echoed prompts may hold byte-fallback tokens: a character split over several tokens
         # streams on the token that completes it, the others carry "" (as vLLM holds them back).
         texts = incremental_texts(ids, tokenizer) if self.settings.echo_prompt else {}
@@ -291,3 +519,38 @@ def _find_stop(
             last = token_index
             break
     return last, overrides, stop
+
+
+def constrained_text(constraint: OutputConstraint, rng: random.Random, budget: int) -> str:
+    """Text that meets ``constraint``, about ``budget`` tokens where the constraint allows."""
+    kind = constraint.kind
+    if kind is ConstraintKind.CHOICE:
+        return rng.choice(constraint.choices)
+    if kind is ConstraintKind.REGEX:
+        return matching_string(constraint.pattern, rng)
+    if kind is ConstraintKind.JSON_OBJECT:
+        return jsonschema.dumps(jsonschema.json_object(rng, budget))
+    try:
+        return jsonschema.dumps(jsonschema.instance(constraint.schema, rng, budget))
+    except SchemaError as exc:
+        raise bad_request(f"This server cannot generate JSON for the schema: {exc}") from None
+
+
+def _tool_style(tools: ToolRequest, parsed: bool) -> ToolStyle:
+    """Named and "required" calls are guided JSON until strict tool calling (0.27+) sends them
+    through the tool parser as "auto" ones are."""
+    if parsed or tools.mode is ToolMode.AUTO:
+        return ToolStyle.PARSED
+    return ToolStyle.NAMED_JSON if tools.mode is ToolMode.NAMED else ToolStyle.REQUIRED_JSON
+
+
+def _finish_reason(
+    tools: ToolRequest, style: ToolStyle | None, profile: Profile, stream: bool
+) -> str:
+    if style is None:
+        return "stop"
+    if tools.mode is ToolMode.NAMED:
+        return profile.named_tool_finish[stream]
+    if tools.mode is ToolMode.REQUIRED:
+        return profile.required_tool_finish[stream]
+    return "tool_calls"

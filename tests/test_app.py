@@ -116,9 +116,16 @@ def test_completion_echo_and_logprobs(app: Sanic) -> None:
     assert choice["text"].startswith("Say")
     logprobs = choice["logprobs"]
     assert list(logprobs) == ["text_offset", "token_logprobs", "tokens", "top_logprobs"]
-    assert len(logprobs["tokens"]) == 3
-    assert logprobs["text_offset"][0] == len("Say")
-    assert all(len(top) == 2 for top in logprobs["top_logprobs"])
+    # vLLM lists the echoed prompt's tokens first; the very first has no log-probability.
+    assert logprobs["tokens"][0] == "Say"
+    assert len(logprobs["tokens"]) == 1 + 3
+    assert logprobs["text_offset"][:2] == [0, len("Say")]
+    assert logprobs["token_logprobs"][0] is None
+    assert logprobs["top_logprobs"][0] is None
+    assert "".join(logprobs["tokens"]) == choice["text"]
+    assert all(len(top) == 2 for top in logprobs["top_logprobs"][1:])
+    # echo implies prompt_logprobs = logprobs: one entry per prompt token, the first null.
+    assert choice["prompt_logprobs"] == [None]
 
 
 def test_chat_logprobs_shape(app: Sanic) -> None:

@@ -104,6 +104,14 @@ def test_environment_variables_are_read(
         (["--max-model-len", "1"], "max_model_len must be >= 2"),
         (["--eos-rate", "1.5"], "eos_rate must be in [0, 1)"),
         (["--max-n", "0"], "max_n must be >= 1"),
+        (["--enable-auto-tool-choice"], "--enable-auto-tool-choice requires --tool-call-parser"),
+        (
+            ["--enable-auto-tool-choice", "--tool-call-parser", "nope"],
+            "invalid tool call parser: nope (chose from { deepseek_v3,",
+        ),
+        (["--reasoning-parser", "qwen9"], "invalid reasoning parser: qwen9"),
+        (["--tool-call-rate", "1.5"], "tool_call_rate must be in [0, 1]"),
+        (["--default-output-tokens", "-1"], "default output mean must be a finite number >= 0"),
     ],
 )
 def test_bad_values_are_refused_with_one_line(

@@ -11,11 +11,13 @@ from ..protocol.profiles import DEFAULT_PROFILE, PROFILES, UnknownVersion, profi
 from ..recording.store import SessionSummary, Store
 from ..settings import (
     DEFAULT_MODEL,
+    AgentSettings,
     FaultSettings,
     JitterDistribution,
     LatencySettings,
     Limits,
     MissPolicy,
+    OutputLength,
     ReplaySettings,
     SchedulerSettings,
     Settings,
@@ -40,6 +42,7 @@ REPLAY = "Replay"
 SCHEDULER = "Scheduler (per worker)"
 FAULTS = "Fault injection"
 METRICS = "Metrics"
+AGENTS = "Tools, structured outputs and reasoning"
 ERAS = ", ".join(profile.name for profile in PROFILES)
 
 
@@ -137,6 +140,53 @@ def serve(
         envvar="DUMMY_VLLM_ECHO_PROMPT",
         help="Answer with the prompt's tokens instead of generated text.",
         rich_help_panel=MODEL,
+    ),
+    default_output_tokens: float = typer.Option(
+        OutputLength().mean,
+        envvar="DUMMY_VLLM_DEFAULT_OUTPUT_TOKENS",
+        help="Mean length of a chat answer when the request sets no max_tokens (it then ends "
+        "with EOS, finish_reason 'stop', as a real model does); 0 = fill the context.",
+        rich_help_panel=MODEL,
+    ),
+    default_output_spread: float = typer.Option(
+        OutputLength().spread,
+        envvar="DUMMY_VLLM_DEFAULT_OUTPUT_SPREAD",
+        help="Standard deviation of that length (lognormal law).",
+        rich_help_panel=MODEL,
+    ),
+    enable_auto_tool_choice: bool = typer.Option(
+        False,
+        "--enable-auto-tool-choice",
+        envvar="DUMMY_VLLM_ENABLE_AUTO_TOOL_CHOICE",
+        help="As vLLM's flag: allow tool_choice 'auto' (needs --tool-call-parser); from 0.17 "
+        "named and 'required' tool choices need it too.",
+        rich_help_panel=AGENTS,
+    ),
+    tool_call_parser: str | None = typer.Option(
+        None,
+        envvar="DUMMY_VLLM_TOOL_CALL_PARSER",
+        help="A vLLM tool parser name of the era (hermes, llama3_json, mistral...); the answers "
+        "are in OpenAI's shape whatever the parser.",
+        rich_help_panel=AGENTS,
+    ),
+    tool_call_rate: float = typer.Option(
+        AgentSettings().tool_call_rate,
+        envvar="DUMMY_VLLM_TOOL_CALL_RATE",
+        help="Share of tool_choice 'auto' requests answered with tool calls (the others in prose).",
+        rich_help_panel=AGENTS,
+    ),
+    reasoning_parser: str | None = typer.Option(
+        None,
+        envvar="DUMMY_VLLM_REASONING_PARSER",
+        help="A vLLM reasoning parser name of the era (deepseek_r1, qwen3...): answers start "
+        "with reasoning, sent in the era's reasoning field.",
+        rich_help_panel=AGENTS,
+    ),
+    reasoning_ratio: float = typer.Option(
+        AgentSettings().reasoning_ratio,
+        envvar="DUMMY_VLLM_REASONING_RATIO",
+        help="Share of the output length spent reasoning, with --reasoning-parser.",
+        rich_help_panel=AGENTS,
     ),
     ttft_delay: float = typer.Option(
         0.0,
@@ -323,6 +373,14 @@ def serve(
                 ),
                 eos_rate=eos_rate,
                 echo_prompt=echo_prompt,
+                agent=AgentSettings(
+                    enable_auto_tool_choice=enable_auto_tool_choice,
+                    tool_call_parser=tool_call_parser,
+                    tool_call_rate=tool_call_rate,
+                    reasoning_parser=reasoning_parser,
+                    reasoning_ratio=reasoning_ratio,
+                ),
+                default_length=OutputLength(default_output_tokens, default_output_spread),
             ),
             limits=Limits(max_body_bytes=max_body_bytes, max_n=max_n),
             replay=ReplaySettings(

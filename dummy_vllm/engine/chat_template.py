@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dummy_vllm.engine.tokenizer import EOS_TOKEN
+from dummy_vllm.engine.tokenizer import EOS_TOKEN, TOOL_CALL_END, TOOL_CALL_START
 
 # What a non-text content part contributes to the prompt; other types show as "<type>".
 _PLACEHOLDERS = {
@@ -17,7 +18,9 @@ _PLACEHOLDERS = {
 
 
 def render_chat_prompt(
-    messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True
+    messages: Sequence[Mapping[str, Any]],
+    tools: Mapping[str, Mapping[str, Any] | None] | None = None,
+    add_generation_prompt: bool = True,
 ) -> str:
     """Render already validated messages as::
 
@@ -34,8 +37,16 @@ def render_chat_prompt(
         len(encode(prompt)) == sum(len(encode(c_i))) + 4 * n + 2 * add_generation_prompt
 
     Any other role's marker costs a few tokens more.
+
+    As Hermes-style templates do, ``tools`` (name -> parameters schema) are listed in a leading
+    system message, and an assistant message's ``tool_calls`` follow its content as
+    ``<tool_call>{"name": ..., "arguments": ...}</tool_call>`` blocks: both count in the prompt.
     """
-    parts = [f"<|{m['role']}|>\n{_content_text(m.get('content'))}{EOS_TOKEN}\n" for m in messages]
+    parts = [_tools_block(tools)] if tools else []
+    parts += [
+        f"<|{m['role']}|>\n{_content_text(m.get('content'))}{_tool_calls_text(m)}{EOS_TOKEN}\n"
+        for m in messages
+    ]
     if add_generation_prompt:
         parts.append("<|assistant|>\n")
     return "".join(parts)
@@ -56,3 +67,30 @@ def _part_text(part: Mapping[str, Any]) -> str:
     if kind == "refusal":
         return str(part["refusal"])
     return _PLACEHOLDERS.get(str(kind), f"<{kind}>")
+
+
+def _tools_block(tools: Mapping[str, Mapping[str, Any] | None]) -> str:
+    listed = "\n".join(
+        json.dumps({"name": name, "parameters": parameters or {}})
+        for name, parameters in tools.items()
+    )
+    return f"<|system|>\nYou may call these tools:\n<tools>\n{listed}\n</tools>{EOS_TOKEN}\n"
+
+
+def _tool_calls_text(message: Mapping[str, Any]) -> str:
+    calls = message.get("tool_calls")
+    if not isinstance(calls, list):
+        return ""
+    blocks = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if isinstance(function, Mapping):
+            name, arguments = function.get("name"), function.get("arguments")
+            if not isinstance(arguments, str) or not arguments:
+                arguments = json.dumps(arguments or {})
+            blocks.append(
+                f"{TOOL_CALL_START}\n"
+                f'{{"name": {json.dumps(name)}, "arguments": {arguments}}}'
+                f"\n{TOOL_CALL_END}"
+            )
+    return "\n".join(blocks)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from itertools import accumulate
 
 from dummy_vllm.engine.tokenizer import Tokenizer
+from dummy_vllm.settings import OutputLength
 
 _MASK64 = (1 << 64) - 1
 # Shape of the prose: words per sentence, sentences per paragraph, comma odds before a word.
@@ -122,3 +123,15 @@ def sample_output_length(
     if extra >= max_tokens - floor:
         return max_tokens
     return floor + int(extra)
+
+
+def sample_natural_length(
+    rng: random.Random, lengths: OutputLength, max_tokens: int, min_tokens: int
+) -> int:
+    """Where a model that was given no ``max_tokens`` stops: one lognormal draw of mean
+    ``lengths.mean`` and standard deviation ``lengths.spread`` (a right-skewed law, as reply
+    lengths are), at least 1 and ``min_tokens``, at most ``max_tokens`` (the room left)."""
+    mean = lengths.mean
+    sigma = math.sqrt(math.log1p((lengths.spread / mean) ** 2))
+    drawn = round(rng.lognormvariate(math.log(mean) - sigma * sigma / 2, sigma))
+    return min(max(drawn, min_tokens, 1), max_tokens)

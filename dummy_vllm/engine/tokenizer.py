@@ -11,8 +11,10 @@ Id layout:
   ``128..255`` are ``"\\ufffd"``, as a partial UTF-8 sequence shows when streamed alone.
 * ``256``: EOS, piece ``"</s>"``; then the chat role markers (``"<|user|>"`` and so on), each
   always one token wherever it appears in the text.
-* the rest: common English words (bare, with a leading space, capitalised), word fragments,
+* then common English words (bare, with a leading space, capitalised), word fragments,
   punctuation runs, whitespace runs and a few non-ASCII characters.
+* last, the reasoning and tool-call markers (``"<think>"``, ``"<tool_call>"``...), one token
+  each wherever they appear, like the role markers.
 """
 
 from __future__ import annotations
@@ -28,6 +30,14 @@ import ujson
 EOS_TOKEN = "</s>"
 CHAT_ROLES = ("system", "user", "assistant", "tool", "developer", "function")
 SPECIAL_TOKENS = (EOS_TOKEN, *(f"<|{role}|>" for role in CHAT_ROLES))
+# The reasoning and tool-call markers of Qwen3 / Hermes-style models: one token each, placed
+# after every other id so that adding them left the older ids unchanged.
+THINK_START, THINK_END = "<think>", "</think>"
+TOOL_CALL_START, TOOL_CALL_END = "<tool_call>", "</tool_call>"
+MARKUP_TOKENS = (THINK_START, THINK_END, TOOL_CALL_START, TOOL_CALL_END)
+# JSON punctuation runs that real BPE vocabularies hold (structured output and tool arguments
+# are mostly JSON); after the markers, for the same reason.
+_JSON_PIECES = ('{"', '":', '",', '"}', '["', '"]', "},", "}]", "[{", '"},', "}}]", ' {"', ' ["')
 
 # Roughly by frequency: the corpus draws words with Zipf weights in this order.
 _WORDS = """
@@ -273,7 +283,7 @@ _TEXT_PUNCTUATION = ".,?!;:\n"
 _JSON_ESCAPED = re.compile(r'[\x00-\x1f"\\]')
 
 # Splits out the special tokens first, so that neighbouring text never absorbs them.
-_SPECIAL_RE = re.compile("(" + "|".join(map(re.escape, SPECIAL_TOKENS)) + ")")
+_SPECIAL_RE = re.compile("(" + "|".join(map(re.escape, SPECIAL_TOKENS + MARKUP_TOKENS)) + ")")
 
 # GPT-2 style pre-tokenisation; covers every character, so nothing is dropped. A newline is always
 # a piece of its own (as Llama's byte token for it is), which keeps the chat template's token
@@ -328,7 +338,9 @@ class Tokenizer:
         forms = chain.from_iterable(zip(words, spaced, caps, spaced_caps, strict=True))
         texts: list[str] = [
             t
-            for t in dict.fromkeys(chain(SPECIAL_TOKENS, forms, _EXTRAS))
+            for t in dict.fromkeys(
+                chain(SPECIAL_TOKENS, forms, _EXTRAS, MARKUP_TOKENS, _JSON_PIECES)
+            )
             if len(t) > 1 or not t.isascii()
         ]
         pieces: list[str] = [chr(b) if b < 128 else "\ufffd" for b in range(256)] + texts
@@ -355,7 +367,7 @@ class Tokenizer:
         # For the split of unknown pieces: the lengths of the vocabulary strings starting with
         # each character, longest first. Specials are left out: they never occur inside a piece.
         lengths: dict[str, set[int]] = {}
-        for text in vocab.keys() - SPECIAL_TOKENS:
+        for text in vocab.keys() - {*SPECIAL_TOKENS, *MARKUP_TOKENS}:
             lengths.setdefault(text[0], set()).add(len(text))
         self._lengths = {c: tuple(sorted(ls, reverse=True)) for c, ls in lengths.items()}
         self._splits: dict[str, tuple[int, ...]] = {}

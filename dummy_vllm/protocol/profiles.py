@@ -110,6 +110,37 @@ class Profile:
     # ``system_fingerprint`` is filled: on bodies, the usage event, or finish chunks without it.
     fingerprint: bool
 
+    # --- tools, structured outputs, reasoning (notes/agent-requests.md) ----------------------
+    # Names --tool-call-parser and --reasoning-parser accept (the registries of the era).
+    tool_parsers: tuple[str, ...]
+    reasoning_parsers: tuple[str, ...]
+    # finish_reason of a named tool call and of "required" calls: (non-streamed, streamed).
+    named_tool_finish: tuple[str, str]
+    required_tool_finish: tuple[str, str]
+    # Named and "required" calls are the model's tool syntax read by the tool parser (strict
+    # tool calling, 0.27+) instead of guided JSON streamed as it is generated.
+    forced_tools_parsed: bool
+    # Named / "required" refused without a tool parser (0.17+): the messages ("{name}" is the
+    # tool's name); empty: they work without any flag (guided decoding).
+    named_tool_needs_parser: str
+    required_tool_needs_parser: str
+    # The last delta of an auto tool-call stream is {"content":""} (hermes up to 0.2x).
+    auto_tool_finish_content: bool
+    # Tool-call deltas carry "content":null (0.33's parsers set it explicitly).
+    tool_delta_content_null: bool
+    # ``tools: []`` is refused (0.23+; earlier it is accepted, and "required" becomes "none").
+    empty_tools_refused: bool
+    # Delta keys that carry reasoning text, in DeltaMessage order.
+    reasoning_delta_keys: tuple[str, ...]
+    # usage.completion_tokens_details.reasoning_tokens is filled with a reasoning parser (0.30+).
+    reasoning_usage_details: bool
+    # guided_json / guided_regex / guided_choice / guided_grammar are fields (up to 0.11; later
+    # releases ignore them as unknown fields) and ``structured_outputs`` is one (0.11+).
+    guided_fields: bool
+    structured_outputs_field: bool
+    # /v1/completions honours response_format (0.14+; 0.11 ignores it).
+    completion_response_format: bool
+
     # --- metrics ---------------------------------------------------------------------------
     # Names of the KV-cache usage gauge and the prefix-cache counters (renamed in 0.10).
     kv_cache_usage_metrics: tuple[str, ...]
@@ -174,6 +205,64 @@ _COMPLETION_BODY_V010 = (
 )
 _USAGE = ("prompt_tokens", "total_tokens", "completion_tokens", "prompt_tokens_details")
 _FINISHED_V08 = ("stop", "length", "abort")
+# Registered parser names, read in each release's tool_parsers/ and reasoning/ registries.
+
+
+def _names(*groups: str | tuple[str, ...]) -> tuple[str, ...]:
+    """Sorted, de-duplicated names from space-separated strings and earlier tuples."""
+    return tuple(
+        sorted(
+            {
+                name
+                for group in groups
+                for name in (group.split() if isinstance(group, str) else group)
+            }
+        )
+    )
+
+
+_TOOL_PARSERS_V08 = _names(
+    "granite granite-20b-fc hermes internlm jamba llama3_json llama4_json mistral",
+    "phi4_mini_json pythonic",
+)
+_TOOL_PARSERS_V010 = _names(
+    _TOOL_PARSERS_V08,
+    "deepseek_v3 glm45 hunyuan_a13b kimi_k2 llama4_pythonic minimax qwen3_coder step3 xlam",
+)
+_TOOL_PARSERS_V011 = _names(_TOOL_PARSERS_V010, "deepseek_v31 longcat openai qwen3_xml seed_oss")
+_TOOL_PARSERS_V014 = _names(
+    _TOOL_PARSERS_V011, "deepseek_v32 ernie45 functiongemma gigachat3 glm47 minimax_m2 olmo3"
+)
+_TOOL_PARSERS_V017 = _names(_TOOL_PARSERS_V014, "step3p5")
+_TOOL_PARSERS_V020 = _names(_TOOL_PARSERS_V017, "deepseek_v4 gemma4 granite4 hy_v3 mimo")
+_TOOL_PARSERS_V023 = _names(
+    _TOOL_PARSERS_V020, "apertus cohere_command3 cohere_command4 lfm2 minicpm5 poolside_v1"
+)
+_TOOL_PARSERS_V033 = _names(
+    _TOOL_PARSERS_V023,
+    "beam deepseek_v41 dots hf hy_v4 inkling k2_horizon kimi_k3 ling3 minimax_m3",
+    "muse muse_glimmer musespark1x plamo3 qwen3_json step5",
+)
+_REASONING_PARSERS_V08 = _names("deepseek_r1 granite")
+_REASONING_PARSERS_V010 = _names(_REASONING_PARSERS_V08, "glm45 hunyuan_a13b mistral qwen3 step3")
+_REASONING_PARSERS_V011 = _names(_REASONING_PARSERS_V010, "openai_gptoss seed_oss")
+_REASONING_PARSERS_V014 = _names(
+    _REASONING_PARSERS_V011,
+    "deepseek_v3 ernie45 holo2 kimi_k2 minimax_m2 minimax_m2_append_think olmo3",
+)
+_REASONING_PARSERS_V017 = _names(_REASONING_PARSERS_V014, "step3p5")
+_REASONING_PARSERS_V020 = _names(
+    _REASONING_PARSERS_V017, "deepseek_v4 gemma4 hy_v3 mimo nemotron_v3"
+)
+_REASONING_PARSERS_V023 = _names(
+    _REASONING_PARSERS_V020, "cohere_command3 cohere_command4 poolside_v1"
+)
+_REASONING_PARSERS_V033 = _names(
+    _REASONING_PARSERS_V023,
+    "beam deepseek_v41 glm47 granite_thinking_parser hf hy_v4 inkling k2_horizon",
+    "kimi_k3 ling3 minicpmv minimax_m3 muse muse_glimmer musespark1x plamo3 step5",
+)
+_NEEDS_PARSER = "requires --tool-call-parser to be set"
 
 V0_8 = Profile(
     name="0.8",
@@ -212,6 +301,21 @@ V0_8 = Profile(
     completion_token_nulls=(),
     completion_first_chunk_prompt_ids=False,
     fingerprint=False,
+    tool_parsers=_TOOL_PARSERS_V08,
+    reasoning_parsers=_REASONING_PARSERS_V08,
+    named_tool_finish=("stop", "stop"),
+    required_tool_finish=("stop", "stop"),
+    forced_tools_parsed=False,
+    named_tool_needs_parser="",
+    required_tool_needs_parser="",
+    auto_tool_finish_content=True,
+    tool_delta_content_null=False,
+    empty_tools_refused=False,
+    reasoning_delta_keys=("reasoning_content",),
+    reasoning_usage_details=False,
+    guided_fields=True,
+    structured_outputs_field=False,
+    completion_response_format=False,
     kv_cache_usage_metrics=("vllm:gpu_cache_usage_perc",),
     prefix_cache_metric_prefixes=("vllm:gpu_prefix_cache",),
     time_per_output_token_metric=True,
@@ -233,6 +337,8 @@ V0_10_1 = replace(
     chat_body_keys=_CHAT_BODY_V010,
     chat_message_keys=_V010_CHAT_MESSAGE,
     completion_body_keys=_COMPLETION_BODY_V010,
+    tool_parsers=_TOOL_PARSERS_V010,
+    reasoning_parsers=_REASONING_PARSERS_V010,
     kv_cache_usage_metrics=("vllm:gpu_cache_usage_perc", "vllm:kv_cache_usage_perc"),
     prefix_cache_metric_prefixes=("vllm:gpu_prefix_cache", "vllm:prefix_cache"),
 )
@@ -250,6 +356,12 @@ V0_11 = replace(
     chat_role_nulls=("prompt_token_ids",),
     completion_chunk_choice_nulls=("prompt_token_ids", "token_ids"),
     completion_first_chunk_prompt_ids=True,
+    tool_parsers=_TOOL_PARSERS_V011,
+    reasoning_parsers=_REASONING_PARSERS_V011,
+    # Before vLLM PR #25054: streams say "tool_calls" whenever a tool delta was sent.
+    named_tool_finish=("stop", "tool_calls"),
+    required_tool_finish=("stop", "tool_calls"),
+    structured_outputs_field=True,
     kv_cache_usage_metrics=("vllm:kv_cache_usage_perc",),
     prefix_cache_metric_prefixes=("vllm:prefix_cache",),
     inter_token_latency_metric=True,
@@ -268,6 +380,13 @@ V0_14 = replace(
     chat_message_keys=_V014_CHAT_MESSAGE,
     chat_delta_nulls=("reasoning_content",),
     completion_first_chunk_prompt_ids=False,
+    tool_parsers=_TOOL_PARSERS_V014,
+    reasoning_parsers=_REASONING_PARSERS_V014,
+    named_tool_finish=("stop", "stop"),
+    required_tool_finish=("tool_calls", "tool_calls"),
+    reasoning_delta_keys=("reasoning", "reasoning_content"),
+    guided_fields=False,
+    completion_response_format=True,
     time_per_output_token_metric=False,
     finished_reasons=(*_FINISHED_V08, "error"),
 )
@@ -282,6 +401,14 @@ V0_17 = replace(
     completion_max_tokens_precheck=False,
     chat_message_keys=_V017_CHAT_MESSAGE,
     chat_delta_nulls=(),
+    tool_parsers=_TOOL_PARSERS_V017,
+    reasoning_parsers=_REASONING_PARSERS_V017,
+    named_tool_needs_parser=(
+        "tool_choice=\"function=ChatCompletionNamedFunction(name='{name}') type='function'\" "
+        + _NEEDS_PARSER
+    ),
+    required_tool_needs_parser='tool_choice="required" ' + _NEEDS_PARSER,
+    reasoning_delta_keys=("reasoning",),
     finished_reasons=(*_FINISHED_V08, "error", "repetition"),
 )
 V0_20 = replace(
@@ -292,6 +419,8 @@ V0_20 = replace(
     include_usage_default=False,
     chat_context_rule=ContextRule.REQUESTED_OUTPUT,
     completion_context_rule=ContextRule.REQUESTED_OUTPUT,
+    tool_parsers=_TOOL_PARSERS_V020,
+    reasoning_parsers=_REASONING_PARSERS_V020,
 )
 V0_23 = replace(
     V0_20,
@@ -304,6 +433,9 @@ V0_23 = replace(
     chat_role_nulls=("prompt_token_ids", "prompt_text"),
     completion_chunk_usage_null=False,
     fingerprint=True,
+    tool_parsers=_TOOL_PARSERS_V023,
+    reasoning_parsers=_REASONING_PARSERS_V023,
+    empty_tools_refused=True,
 )
 V0_33 = replace(
     V0_23,
@@ -327,6 +459,13 @@ V0_33 = replace(
     chat_continuous_usage_details=True,
     completion_chunk_choice_nulls=("prompt_token_ids", "token_ids", "weight_versions"),
     completion_token_nulls=("kv_transfer_params",),
+    tool_parsers=_TOOL_PARSERS_V033,
+    reasoning_parsers=_REASONING_PARSERS_V033,
+    forced_tools_parsed=True,
+    named_tool_needs_parser='tool_choice=function "{name}" ' + _NEEDS_PARSER,
+    auto_tool_finish_content=False,
+    tool_delta_content_null=True,
+    reasoning_usage_details=True,
 )
 
 # Oldest first.

@@ -11,13 +11,14 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ujson
 
 from ..engine import Tokenizer, render_chat_prompt
-from ..settings import Limits
+from ..settings import AgentSettings, Limits
+from .constraints import NO_TOOLS, OutputConstraint, ToolRequest, parse_constraint, parse_tools
 from .context_length import OutputRequest, check_context
 from .errors import ValidationFailure, bad_request, model_not_found, value_error
 from .profiles import DEFAULT_PROFILE, Profile
@@ -47,6 +48,8 @@ class ServedModel:
     # The vLLM release answered as, and the version /version reports.
     profile: Profile = DEFAULT_PROFILE
     version: str = DEFAULT_PROFILE.version
+    # Tool-call and reasoning flags the server was started with.
+    agent: AgentSettings = field(default_factory=AgentSettings)
 
     @property
     def fingerprint(self) -> str:
@@ -70,6 +73,12 @@ class GenerationParams:
     stream: bool
     include_usage: bool
     continuous_usage_stats: bool
+    # No max_tokens was sent: the answer ends where the model would stop (chat).
+    natural_length: bool = False
+    # Return the prompt's and the output's token ids (0.10.2+).
+    return_token_ids: bool = False
+    # Log-probabilities of the prompt tokens; None when not asked.
+    prompt_logprobs: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +87,7 @@ class CompletionRequest:
     prompts: tuple[tuple[int, ...], ...]
     echo: bool
     params: GenerationParams
+    constraint: OutputConstraint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +95,12 @@ class ChatRequest:
     model: str
     prompt: tuple[int, ...]
     params: GenerationParams
+    tools: ToolRequest = NO_TOOLS
+    constraint: OutputConstraint | None = None
+    # The request lets a reasoning model think (chat_template_kwargs.enable_thinking).
+    thinking: bool = True
+    # Non-streamed answers show the reasoning (include_reasoning).
+    include_reasoning: bool = True
 
 
 # --- body decoding -----------------------------------------------------------------------------
@@ -261,6 +277,13 @@ _COMMON_FIELDS: dict[str, FieldCheck] = {
     "user": _as_str,
     "logit_bias": _as_dict,
     "stop_token_ids": _as_list,
+    "return_token_ids": _as_bool,
+    "response_format": _as_dict,
+    "structured_outputs": _as_any,
+    "guided_json": _as_any,
+    "guided_regex": _as_str,
+    "guided_choice": _as_list,
+    "guided_grammar": _as_str,
 }
 
 _COMPLETION_FIELDS: dict[str, FieldCheck] = {
@@ -279,6 +302,11 @@ _CHAT_FIELDS: dict[str, FieldCheck] = {
     "top_logprobs": _as_int,
     "tools": _as_list,
     "tool_choice": _as_any,
+    "parallel_tool_calls": _as_bool,
+    "chat_template_kwargs": _as_dict,
+    "include_reasoning": _as_bool,
+    "echo": _as_bool,
+    "prompt_logprobs": _as_int,
 }
 
 
@@ -381,6 +409,8 @@ def _sampling_params(
     include_usage: bool,
     continuous_usage_stats: bool,
     served: ServedModel,
+    natural_length: bool = False,
+    prompt_logprobs: int | None = None,
 ) -> GenerationParams:
     """SamplingParams' own checks, verbatim messages (and the parameter 0.14+ names)."""
     limits, profile = served.limits, served.profile
@@ -446,6 +476,11 @@ def _sampling_params(
             f"Requested sample logprobs of {logprobs}, which is greater than max allowed: "
             f"{limits.max_logprobs}"
         )
+    if prompt_logprobs is not None and prompt_logprobs > limits.max_logprobs:
+        raise bad_request(
+            f"Requested prompt logprobs of {prompt_logprobs}, which is greater than max "
+            f"allowed: {limits.max_logprobs}"
+        )
     return GenerationParams(
         n=n,
         max_tokens=max_tokens,
@@ -458,7 +493,24 @@ def _sampling_params(
         stream=fields.get("stream", False),
         include_usage=include_usage,
         continuous_usage_stats=continuous_usage_stats,
+        natural_length=natural_length,
+        return_token_ids=fields.get("return_token_ids", False),
+        prompt_logprobs=prompt_logprobs,
     )
+
+
+def _prompt_logprobs(
+    fields: Mapping[str, Any], body: Mapping[str, Any], echoed: int | None
+) -> int | None:
+    """``prompt_logprobs`` as sent, or (with ``echo``) the sampled log-probabilities' count."""
+    value: int | None = fields.get("prompt_logprobs")
+    if value is not None:
+        if fields.get("stream") and (value > 0 or value == -1):
+            raise value_error("`prompt_logprobs` are not available when `stream=True`.", body)
+        if value < 0 and value != -1:
+            raise value_error("`prompt_logprobs` must be a positive value or -1.", body)
+        return value
+    return echoed if fields.get("echo") else None
 
 
 # --- /v1/completions ----------------------------------------------------------------------------
@@ -505,9 +557,11 @@ def parse_completion_request(body: Mapping[str, Any], served: ServedModel) -> Co
     if "prompt" not in fields:
         raise _missing("prompt", body)
     logprobs = fields.get("logprobs")
+    prompt_logprobs = _prompt_logprobs(fields, body, logprobs)
     if logprobs is not None and logprobs < 0:
         raise value_error("`logprobs` must be a positive value.", body)
     include_usage, continuous = _check_stream_options(body, fields, served.profile)
+    constraint = parse_constraint(fields, served.profile, chat=False)
     model = _resolve_model(fields, served)
     prompt = fields["prompt"]
     prompts = _prompt_token_lists(prompt, body, served)
@@ -531,12 +585,14 @@ def parse_completion_request(body: Mapping[str, Any], served: ServedModel) -> Co
         include_usage=include_usage,
         continuous_usage_stats=continuous,
         served=served,
+        prompt_logprobs=prompt_logprobs,
     )
     return CompletionRequest(
         model=model,
         prompts=tuple(tuple(prompt) for prompt in prompts),
         echo=fields.get("echo", False),
         params=params,
+        constraint=constraint,
     )
 
 
@@ -593,18 +649,6 @@ def _check_messages(messages: Sequence[Any], body: Mapping[str, Any]) -> None:
         raise ValidationFailure(errors)
 
 
-def _check_tools(fields: Mapping[str, Any], body: Mapping[str, Any]) -> None:
-    tools = fields.get("tools")
-    tool_choice = fields.get("tool_choice")
-    if tool_choice is not None and tool_choice != "none" and not tools:
-        raise value_error("When using `tool_choice`, `tools` must be set.", body)
-    # This server stands for a vLLM started without --enable-auto-tool-choice.
-    if tools and tool_choice in (None, "auto"):
-        raise bad_request(
-            '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
-        )
-
-
 def parse_chat_request(body: Mapping[str, Any], served: ServedModel) -> ChatRequest:
     fields = _coerce_fields(body, _CHAT_FIELDS_BY_ERA[served.profile.best_of_field])
     if "messages" not in fields:
@@ -617,10 +661,12 @@ def parse_chat_request(body: Mapping[str, Any], served: ServedModel) -> ChatRequ
             raise value_error("`top_logprobs` must be a positive value.", body)
         if top_logprobs > 0 and not fields.get("logprobs"):
             raise value_error("when using `top_logprobs`, `logprobs` must be set to true.", body)
+    prompt_logprobs = _prompt_logprobs(fields, body, top_logprobs or 0)
     include_usage, continuous = _check_stream_options(body, fields, served.profile)
-    _check_tools(fields, body)
+    constraint = parse_constraint(fields, served.profile, chat=True)
+    tools = parse_tools(fields, served.profile, served.agent)
     model = _resolve_model(fields, served)
-    prompt = served.tokenizer.encode(render_chat_prompt(messages))
+    prompt = served.tokenizer.encode(render_chat_prompt(messages, tools.tools))
     requested = requested_max_tokens(CHAT_ROUTE, fields)
     field = "max_completion_tokens" if "max_completion_tokens" in fields else "max_tokens"
     max_tokens = check_context(
@@ -636,5 +682,16 @@ def parse_chat_request(body: Mapping[str, Any], served: ServedModel) -> ChatRequ
         include_usage=include_usage,
         continuous_usage_stats=continuous,
         served=served,
+        natural_length=requested is None,
+        prompt_logprobs=prompt_logprobs,
     )
-    return ChatRequest(model=model, prompt=tuple(prompt), params=params)
+    template_kwargs = fields.get("chat_template_kwargs") or {}
+    return ChatRequest(
+        model=model,
+        prompt=tuple(prompt),
+        params=params,
+        tools=tools,
+        constraint=constraint,
+        thinking=template_kwargs.get("enable_thinking") is not False,
+        include_reasoning=fields.get("include_reasoning", True),
+    )

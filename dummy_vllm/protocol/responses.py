@@ -20,6 +20,7 @@ import ujson
 
 from ..engine import Tokenizer
 from ..plan import PlanEvent
+from .deltas import AgentMessage, Delta, ToolDelta
 from .profiles import Profile
 from .sse import DATA_PREFIX, DONE_EVENT, EVENT_SEPARATOR
 
@@ -49,6 +50,13 @@ class ChoiceOutput:
     finish_reason: str
     stop_reason: str | int | None
     logprobs: list[TokenLogprob] | None = None
+    # Agent-style answers (tool calls, reasoning): the delta each token streams as (None: held
+    # back by the parser, no event) and the non-streamed message. Plain text leaves them None
+    # and streams on the fast path.
+    deltas: list[Delta | None] | None = None
+    message: AgentMessage | None = None
+    # Tokens a reasoning parser counts as reasoning (usage details, 0.30+).
+    reasoning_tokens: int | None = None
 
     def text_at(self, tokenizer: Tokenizer, position: int) -> str:
         override = self.text_overrides.get(position)
@@ -85,6 +93,13 @@ class RenderedChoice:
     stop_reason: str | int | None
     # Already in the route's logprobs shape, or None.
     logprobs: Any = None
+    # Chat answers with tool calls or reasoning: the message's parts (``text`` is unused).
+    message: AgentMessage | None = None
+    # Output token ids (return_token_ids), or None.
+    token_ids: Sequence[int] | None = None
+    # Completions: the prompt's ids (return_token_ids) and log-probabilities, or None.
+    prompt_token_ids: Sequence[int] | None = None
+    prompt_logprobs: Any = None
 
 
 def random_id(hex_digits: int) -> str:
@@ -138,9 +153,47 @@ class Wire:
         suffix = request_id or random_id(self.profile.id_hex_digits)
         return ResponseMeta(id=f"{prefix}-{suffix}", created=int(time.time()), model=model)
 
-    def usage(self, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-        """A body's usage: the counts, then the era's details keys, null."""
-        return _ordered(self.profile.usage_keys, usage(prompt_tokens, completion_tokens))
+    def usage(
+        self, prompt_tokens: int, completion_tokens: int, reasoning_tokens: int | None = None
+    ) -> dict[str, Any]:
+        """A body's usage: the counts, then the era's details keys (null unless a reasoning
+        parser counted reasoning tokens, 0.30+)."""
+        values: dict[str, Any] = usage(prompt_tokens, completion_tokens)
+        if reasoning_tokens is not None and self.profile.reasoning_usage_details:
+            values["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+        return _ordered(self.profile.usage_keys, values)
+
+    def delta_json(self, delta: Delta) -> bytes:
+        """A delta in DeltaMessage's key order (role, content, reasoning, tool_calls) with the
+        keys the era marks set."""
+        profile = self.profile
+        values: dict[str, Any] = {}
+        if delta.content is not None or (delta.tools and profile.tool_delta_content_null):
+            values["content"] = delta.content
+        if delta.reasoning is not None:
+            for key in profile.reasoning_delta_keys:
+                values[key] = delta.reasoning
+        for key in profile.chat_delta_nulls:
+            values.setdefault(key, None)
+        if delta.tools:
+            values["tool_calls"] = [_tool_delta(tool) for tool in delta.tools]
+        return dumps(values)
+
+
+def _tool_delta(tool: ToolDelta) -> dict[str, Any]:
+    # DeltaToolCall's field order: id, type, index, function; only the keys that were set.
+    values: dict[str, Any] = {}
+    if tool.id is not None:
+        values["id"] = tool.id
+        values["type"] = "function"
+    values["index"] = tool.index
+    function: dict[str, Any] = {}
+    if tool.name is not None or tool.null_name:
+        function["name"] = tool.name
+    if tool.arguments is not None:
+        function["arguments"] = tool.arguments
+    values["function"] = function
+    return values
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -171,11 +224,22 @@ def stream_head(meta: ResponseMeta, object_name: str) -> bytes:
     )
 
 
-def usage_event(wire: Wire, head: bytes, prompt_tokens: int, completion_tokens: int) -> bytes:
+def usage_event(
+    wire: Wire,
+    head: bytes,
+    prompt_tokens: int,
+    completion_tokens: int,
+    reasoning_tokens: int | None = None,
+) -> bytes:
     """The ``choices: []`` usage event (no nulls: vLLM drops them); ``head`` is a stream's."""
+    details = (
+        b',"completion_tokens_details":{"reasoning_tokens":%d}' % reasoning_tokens
+        if reasoning_tokens is not None and wire.profile.reasoning_usage_details
+        else b""
+    )
     return b'%b,"choices":[],"usage":%b%b}%b' % (
         head,
-        _usage_json(prompt_tokens, completion_tokens),
+        _usage_json(prompt_tokens, completion_tokens, details),
         wire.fingerprint_tail,
         EVENT_SEPARATOR,
     )
@@ -210,22 +274,29 @@ def chat_logprob_entries(
 
 
 def completion_logprobs(
-    tokenizer: Tokenizer, entries: Sequence[TokenLogprob], text_offset: int
+    tokenizer: Tokenizer,
+    entries: Sequence[TokenLogprob],
+    text_offset: int,
+    prompt: Sequence[TokenLogprob] = (),
 ) -> dict[str, Any]:
+    """``prompt``: echoed prompt tokens, listed first; the very first has no log-probability."""
     offsets: list[int] = []
-    for entry in entries:
+    every = [*prompt, *entries]
+    for entry in every:
         offsets.append(text_offset)
         text_offset += len(tokenizer.piece(entry.token_id))
+    unscored = 1 if prompt else 0
     return {
         "text_offset": offsets,
-        "token_logprobs": [entry.logprob for entry in entries],
-        "tokens": [tokenizer.piece(entry.token_id) for entry in entries],
-        "top_logprobs": [
+        "token_logprobs": [None] * unscored + [entry.logprob for entry in every[unscored:]],
+        "tokens": [tokenizer.piece(entry.token_id) for entry in every],
+        "top_logprobs": [None] * unscored
+        + [
             {
                 tokenizer.piece(tid): lp
                 for tid, lp in (entry.top or [(entry.token_id, entry.logprob)])
             }
-            for entry in entries
+            for entry in every[unscored:]
         ],
     }
 
@@ -260,6 +331,13 @@ class ChatStream:
         )
         # Without a usage event, the fingerprint rides on each finish chunk.
         self._finish_tail = (b"" if include_usage else wire.fingerprint_tail) + wire.chat_token_tail
+        # The finish fields and tail of every event but a choice's last.
+        self._ongoing = (
+            b',"finish_reason":null' + wire.chat_token_choice_tail,
+            wire.chat_token_tail,
+        )
+        # Set by the producer when a reasoning parser counted reasoning tokens.
+        self.reasoning_tokens: int | None = None
 
     def _usage_tail(self, completion_tokens: int) -> bytes:
         if not self.continuous_usage:
@@ -280,18 +358,19 @@ class ChatStream:
             EVENT_SEPARATOR,
         )
 
+    def _final(self, choice: ChoiceOutput) -> tuple[bytes, bytes]:
+        """The finish fields of a choice's last event, and that event's top-level tail."""
+        finish = b',"finish_reason":"%b","stop_reason":%b%b' % (
+            choice.finish_reason.encode(),
+            _finish_json(choice.stop_reason),
+            self.wire.chat_finish_choice_tail,
+        )
+        return finish, self._finish_tail
+
     def token(self, choice: ChoiceOutput, position: int) -> bytes:
         wire = self.wire
-        if position == len(choice.token_ids) - 1:
-            finish = b',"finish_reason":"%b","stop_reason":%b%b' % (
-                choice.finish_reason.encode(),
-                _finish_json(choice.stop_reason),
-                wire.chat_finish_choice_tail,
-            )
-            tail = self._finish_tail
-        else:
-            finish = b',"finish_reason":null' + wire.chat_token_choice_tail
-            tail = wire.chat_token_tail
+        last = position == len(choice.token_ids) - 1
+        finish, tail = self._final(choice) if last else self._ongoing
         logprobs = (
             b"null"
             if choice.logprobs is None
@@ -311,11 +390,43 @@ class ChatStream:
             EVENT_SEPARATOR,
         )
 
+    def delta(self, choice: ChoiceOutput, position: int, delta: Delta, first: int) -> bytes:
+        """The event of an agent-style answer's token at ``position``, covering the tokens
+        from ``first`` (those its parser held back) for log-probabilities."""
+        last = position == len(choice.token_ids) - 1
+        finish, tail = self._final(choice) if last else self._ongoing
+        logprobs = (
+            b"null"
+            if choice.logprobs is None
+            else dumps(
+                {
+                    "content": chat_logprob_entries(
+                        self.tokenizer, choice.logprobs[first : position + 1]
+                    )
+                }
+            )
+        )
+        return b'%b%d,"delta":%b,"logprobs":%b%b}]%b%b}%b' % (
+            self._choice,
+            choice.index,
+            self.wire.delta_json(delta),
+            logprobs,
+            finish,
+            self._usage_tail(position + 1),
+            tail,
+            EVENT_SEPARATOR,
+        )
+
     def usage(self, completion_tokens: int) -> bytes:
-        return usage_event(self.wire, self._head, self.prompt_tokens, completion_tokens)
+        return usage_event(
+            self.wire, self._head, self.prompt_tokens, completion_tokens, self.reasoning_tokens
+        )
 
 
-def render_chat_choice(tokenizer: Tokenizer, choice: ChoiceOutput) -> RenderedChoice:
+def render_chat_choice(
+    tokenizer: Tokenizer, choice: ChoiceOutput, token_ids: bool = False
+) -> RenderedChoice:
+    """``token_ids``: show the output's ids (return_token_ids)."""
     return RenderedChoice(
         index=choice.index,
         text=choice.text(tokenizer),
@@ -324,7 +435,25 @@ def render_chat_choice(tokenizer: Tokenizer, choice: ChoiceOutput) -> RenderedCh
         logprobs=None
         if choice.logprobs is None
         else {"content": chat_logprob_entries(tokenizer, choice.logprobs)},
+        message=choice.message,
+        token_ids=choice.token_ids if token_ids else None,
     )
+
+
+def _message(profile: Profile, choice: RenderedChoice) -> dict[str, Any]:
+    agent = choice.message
+    values: dict[str, Any] = {"role": "assistant", "content": choice.text, "tool_calls": []}
+    if agent is not None:
+        values["content"] = agent.content
+        values["tool_calls"] = [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+            for call_id, name, arguments in agent.tool_calls
+        ]
+        values["reasoning"] = values["reasoning_content"] = agent.reasoning
+    keys = profile.chat_message_keys
+    if profile.omit_empty_tool_calls and not values["tool_calls"]:
+        keys = tuple(key for key in keys if key != "tool_calls")
+    return _ordered(keys, values)
 
 
 def chat_body(
@@ -333,11 +462,11 @@ def chat_body(
     choices: Sequence[RenderedChoice],
     prompt_tokens: int,
     completion_tokens: int,
+    reasoning_tokens: int | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> bytes:
+    """``extra``: top-level fields that are filled (prompt_logprobs, prompt_token_ids)."""
     profile = wire.profile
-    message_keys = profile.chat_message_keys
-    if profile.omit_empty_tool_calls:
-        message_keys = tuple(key for key in message_keys if key != "tool_calls")
     return dumps(
         _ordered(
             profile.chat_body_keys,
@@ -351,19 +480,18 @@ def chat_body(
                         profile.chat_choice_keys,
                         {
                             "index": choice.index,
-                            "message": _ordered(
-                                message_keys,
-                                {"role": "assistant", "content": choice.text, "tool_calls": []},
-                            ),
+                            "message": _message(profile, choice),
                             "logprobs": choice.logprobs,
                             "finish_reason": choice.finish_reason,
                             "stop_reason": choice.stop_reason,
+                            "token_ids": choice.token_ids,
                         },
                     )
                     for choice in choices
                 ],
                 "system_fingerprint": wire.fingerprint,
-                "usage": wire.usage(prompt_tokens, completion_tokens),
+                "usage": wire.usage(prompt_tokens, completion_tokens, reasoning_tokens),
+                **(extra or {}),
             },
         )
     )
@@ -455,8 +583,12 @@ class CompletionStream:
 
 
 def render_completion_choice(
-    tokenizer: Tokenizer, choice: ChoiceOutput, echo_text: str = ""
+    tokenizer: Tokenizer,
+    choice: ChoiceOutput,
+    echo_text: str = "",
+    echoed: Sequence[TokenLogprob] = (),
 ) -> RenderedChoice:
+    """``echoed``: the prompt's log-probabilities, which then open the arrays (offsets from 0)."""
     return RenderedChoice(
         index=choice.index,
         text=echo_text + choice.text(tokenizer),
@@ -464,7 +596,9 @@ def render_completion_choice(
         stop_reason=choice.stop_reason,
         logprobs=None
         if choice.logprobs is None
-        else completion_logprobs(tokenizer, choice.logprobs, len(echo_text)),
+        else completion_logprobs(
+            tokenizer, choice.logprobs, 0 if echoed else len(echo_text), echoed
+        ),
     )
 
 
@@ -493,6 +627,9 @@ def completion_body(
                             "logprobs": choice.logprobs,
                             "finish_reason": choice.finish_reason,
                             "stop_reason": choice.stop_reason,
+                            "token_ids": choice.token_ids,
+                            "prompt_logprobs": choice.prompt_logprobs,
+                            "prompt_token_ids": choice.prompt_token_ids,
                         },
                     )
                     for choice in choices
@@ -513,14 +650,33 @@ def chat_events(
     stream: ChatStream, choices: Sequence[ChoiceOutput], offsets: Sequence[float]
 ) -> TimedEvents:
     """Role events ride with the first token (never at t=0); then one event per token step and
-    choice, interleaved in index order; the usage event only when asked for; then [DONE]."""
+    choice, interleaved in index order; the usage event only when asked for; then [DONE].
+    Tokens an agent-style answer's parser holds back send nothing: the next event carries
+    them."""
+    plain = all(choice.deltas is None for choice in choices)
+    held = [0] * len(choices)
     for step, due in enumerate(offsets):
         if step == 0:
             for choice in choices:
                 yield PlanEvent(due, stream.role(choice.index), 0)
-        for choice in choices:
-            if step < len(choice.token_ids):
-                yield PlanEvent(due, stream.token(choice, step), 1)
+        if plain:  # the hot path: one event per token
+            for choice in choices:
+                if step < len(choice.token_ids):
+                    yield PlanEvent(due, stream.token(choice, step), 1)
+            continue
+        for number, choice in enumerate(choices):
+            if step >= len(choice.token_ids):
+                continue
+            delta = None if choice.deltas is None else choice.deltas[step]
+            if choice.deltas is None:
+                data = stream.token(choice, step)
+            elif delta is None:
+                held[number] += 1
+                continue
+            else:
+                data = stream.delta(choice, step, delta, step - held[number])
+            yield PlanEvent(due, data, held[number] + 1)
+            held[number] = 0
     end = offsets[-1] if offsets else 0.0
     if stream.include_usage:
         yield PlanEvent(end, stream.usage(sum(len(choice.token_ids) for choice in choices)), 0)

@@ -14,6 +14,9 @@ Two requests get the same key when they differ only in:
   it says;
 - a model name that ``model_aliases`` maps onto another.
 
+Tools, ``tool_choice``, ``response_format`` and the structured-output fields count in both
+keys: they decide whether the answer is prose, tool calls or constrained JSON.
+
 An explicit default (``"n": 1``) is *not* equal to leaving it out, and ``"prompt": "x"`` is not
 equal to ``"prompt": ["x"]``: both would need knowledge of every endpoint's defaults.
 """
@@ -40,6 +43,20 @@ DEFAULT_IGNORED: frozenset[str] = frozenset(
 
 # Fields that carry the request text: the relaxed key matches on these and the model only.
 PROMPT_FIELDS: frozenset[str] = frozenset({"prompt", "messages", "input"})
+# Fields that decide what kind of answer comes back (tool calls, JSON of a schema, a choice):
+# the relaxed key keeps them too, so that a tool request never replays a prose answer.
+SHAPE_FIELDS: frozenset[str] = frozenset(
+    {
+        "tools",
+        "tool_choice",
+        "response_format",
+        "structured_outputs",
+        "guided_json",
+        "guided_regex",
+        "guided_choice",
+        "guided_grammar",
+    }
+)
 
 NO_ALIASES: Mapping[str, str] = MappingProxyType({})
 
@@ -71,9 +88,10 @@ def canonical_key(
 def relaxed_key(
     route: str, body: Mapping[str, Any], *, model_aliases: Mapping[str, str] = NO_ALIASES
 ) -> str:
-    """The fallback key: ``route``, model and prompt/messages/input only."""
+    """The fallback key: ``route``, model, prompt/messages/input and the fields that shape
+    the answer (tools, tool choice, structured-output constraints)."""
     return canonical_key(
-        route, body, include=PROMPT_FIELDS | {"model"}, model_aliases=model_aliases
+        route, body, include=PROMPT_FIELDS | SHAPE_FIELDS | {"model"}, model_aliases=model_aliases
     )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..metrics import Metrics
 from ..plan import PlanEvent, ResponsePlan
+from ..protocol.deltas import AgentMessage
 from ..protocol.errors import APIError
 from ..protocol.requests import (
     CHAT_ROUTE,
@@ -300,24 +301,62 @@ def _assemble(
     prompt_tokens: int,
     completion_tokens: int,
 ) -> bytes:
-    """A streamed recording as the non-streamed body vLLM would have sent."""
+    """A streamed recording as the non-streamed body vLLM would have sent: the text, and for
+    chat the tool calls and reasoning its deltas carried."""
     meta, _ = _meta_of(events)
     texts: dict[int, list[str]] = {}
     finish: dict[int, tuple[str | None, Any]] = {}
+    agents: dict[int, _AgentParts] = {}
     for event in events:
         if event.kind is not EventKind.TOKEN:
             continue
         choice = _event_json(event.raw)["choices"][0]
-        piece = choice["delta"].get("content") if "delta" in choice else choice.get("text")
+        delta = choice.get("delta")
+        piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
         texts.setdefault(event.index, []).append(piece or "")
+        if isinstance(delta, dict) and (delta.get("tool_calls") or _reasoning_of(delta)):
+            agents.setdefault(event.index, _AgentParts()).add(delta)
         if choice.get("finish_reason") is not None:
             finish[event.index] = (choice["finish_reason"], choice.get("stop_reason"))
     rendered = [
-        RenderedChoice(index, "".join(parts), *finish.get(index, ("stop", None)))
+        RenderedChoice(
+            index,
+            "".join(parts),
+            *finish.get(index, ("stop", None)),
+            message=agents[index].message("".join(parts)) if index in agents else None,
+        )
         for index, parts in sorted(texts.items())
     ]
-    builder = chat_body if route == CHAT_ROUTE else completion_body
-    return builder(wire, meta, rendered, prompt_tokens, completion_tokens)
+    if route == CHAT_ROUTE:
+        return chat_body(wire, meta, rendered, prompt_tokens, completion_tokens)
+    return completion_body(wire, meta, rendered, prompt_tokens, completion_tokens)
+
+
+def _reasoning_of(delta: Mapping[str, Any]) -> str | None:
+    value = delta.get("reasoning") or delta.get("reasoning_content")
+    return value if isinstance(value, str) else None
+
+
+@dataclass(slots=True)
+class _AgentParts:
+    """Tool calls and reasoning accumulated from a chat stream's deltas, as clients do."""
+
+    reasoning: list[str] = field(default_factory=list)
+    calls: dict[int, list[str]] = field(default_factory=dict)
+
+    def add(self, delta: Mapping[str, Any]) -> None:
+        self.reasoning.append(_reasoning_of(delta) or "")
+        for tool in delta.get("tool_calls") or ():
+            call = self.calls.setdefault(int(tool.get("index", 0)), ["", "", ""])
+            function = tool.get("function") or {}
+            call[0] += tool.get("id") or ""
+            call[1] += function.get("name") or ""
+            call[2] += function.get("arguments") or ""
+
+    def message(self, content: str) -> AgentMessage:
+        calls = tuple((c[0], c[1], c[2]) for _, c in sorted(self.calls.items()))
+        reasoning = "".join(self.reasoning) or None
+        return AgentMessage(content or (None if calls or reasoning else ""), reasoning, calls)
 
 
 class ReplayResponder:

@@ -54,7 +54,9 @@ async def tokenize(request: WorkerRequest) -> HTTPResponse:
     body = decode_body(request.body, request.headers.get("content-type"))
     _check_model(body, served)
     if isinstance(body.get("messages"), list):
-        text = render_chat_prompt(body["messages"], bool(body.get("add_generation_prompt", True)))
+        text = render_chat_prompt(
+            body["messages"], add_generation_prompt=bool(body.get("add_generation_prompt", True))
+        )
     elif isinstance(body.get("prompt"), str):
         text = body["prompt"]
     else:

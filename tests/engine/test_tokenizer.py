@@ -249,7 +249,7 @@ def test_chat_template_overhead_is_a_fixed_formula(
             }
             for _ in range(n)
         ]
-        prompt = render_chat_prompt(messages, add_generation_prompt)
+        prompt = render_chat_prompt(messages, add_generation_prompt=add_generation_prompt)
         contents = sum(_count(tok, str(m["content"])) for m in messages)
         assert _count(tok, prompt) == contents + 4 * n + 2 * add_generation_prompt
 

@@ -30,6 +30,7 @@ from dummy_vllm.recording.replay import (
 from dummy_vllm.recording.store import ExchangeRecord, Outcome, StoredExchange
 from dummy_vllm.scheduler import Scheduler
 from dummy_vllm.settings import (
+    AgentSettings,
     LatencySettings,
     Limits,
     MissPolicy,
@@ -269,3 +270,69 @@ def test_seeded_round_robin_start_is_reproducible() -> None:
     assert len(firsts) == 1
     random.seed(0)  # unrelated global state must not matter
     assert responder(recordings).respond(CHAT_ROUTE, body, None).body in firsts
+
+
+# --- tool calls -------------------------------------------------------------------------------
+
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
+TOOL_CHAT = {**CHAT, "max_tokens": 60, "tools": TOOLS, "tool_choice": "required", "stream": True}
+
+
+def tool_upstream() -> SyntheticModel:
+    agent = AgentSettings(enable_auto_tool_choice=True, tool_call_parser="hermes")
+    served = ServedModel("m", "m", 4096, TOKENIZER, Limits(), agent=agent)
+    return SyntheticModel(SyntheticSettings(agent=agent), served, seed=0)
+
+
+def test_recorded_tool_call_streams_replay_byte_for_byte() -> None:
+    upstream = tool_upstream()
+    recorded = exchange_from_plan(
+        CHAT_ROUTE, TOOL_CHAT, upstream.respond(CHAT_ROUTE, TOOL_CHAT, None)
+    )
+    assert any(b'"tool_calls":[{"id":"chatcmpl-tool-' in raw for _, raw in recorded.events)
+    replay = responder([StoredExchange(id=1, session="s", seq=1, record=recorded)], instant=True)
+    plan = replay.respond(CHAT_ROUTE, TOOL_CHAT, None)
+    assert plan.headers[SERVED_BY_HEADER] == "exact"
+    assert [data for _, data in stream_of(plan)] == [raw for _, raw in recorded.events]
+    # A non-streamed request gets the calls assembled into the message, as vLLM would send.
+    body = json.loads(replay.respond(CHAT_ROUTE, {**TOOL_CHAT, "stream": False}, None).body)
+    (call,) = body["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_weather"
+    assert "city" in json.loads(call["function"]["arguments"])
+    assert body["choices"][0]["finish_reason"] == "tool_calls"
+
+
+def test_tools_and_formats_are_part_of_both_keys() -> None:
+    plain = {**CHAT}
+    for extra in (
+        {"tools": TOOLS},
+        {"tools": TOOLS, "tool_choice": "required"},
+        {"response_format": {"type": "json_object"}},
+        {"structured_outputs": {"choice": ["a", "b"]}},
+        {"guided_json": {"type": "object"}},
+    ):
+        assert canonical_key(CHAT_ROUTE, {**plain, **extra}) != canonical_key(CHAT_ROUTE, plain)
+        assert relaxed_key(CHAT_ROUTE, {**plain, **extra}) != relaxed_key(CHAT_ROUTE, plain)
+    assert relaxed_key(CHAT_ROUTE, {**plain, "max_tokens": 3}) == relaxed_key(CHAT_ROUTE, plain)
+
+
+def test_a_profile_miss_answers_a_forced_tool_call_with_one() -> None:
+    replay = responder([record(CHAT_ROUTE, {**CHAT, "stream": True})], on_miss=MissPolicy.PROFILE)
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    request = {**CHAT, "max_tokens": 60, "tools": TOOLS, "tool_choice": named}
+    plan = replay.respond(CHAT_ROUTE, request, None)
+    assert plan.headers[SERVED_BY_HEADER] == "miss-profile"
+    (call,) = json.loads(plan.body)["choices"][0]["message"]["tool_calls"]
+    assert json.loads(call["function"]["arguments"])["city"]
