@@ -799,7 +799,9 @@ def _checked_read_only_uri(path: Path, immutable: bool) -> str:
         finally:
             check.close()
     except sqlite3.Error as exc:
-        raise StoreError(f"{path}: cannot open database: {exc}") from exc
+        # Without the -shm file beside it, a WAL database opens read-only only as immutable.
+        hint = "" if immutable else " (a read-only volume needs serve --db-immutable)"
+        raise StoreError(f"{path}: cannot open database: {exc}{hint}") from exc
     if version != SCHEMA_VERSION:
         raise StoreError(
             f"{path}: database schema version {version}, this dummy-vllm reads "
