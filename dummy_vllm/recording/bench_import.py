@@ -118,7 +118,8 @@ def _parse(documents: list[Any]) -> BenchResult:
         raise BenchImportError("not a vllm bench result or GuideLLM report")
     if "benchmarks" in first:
         return _guidellm(first)
-    if "ttfts" in first or "mean_ttft_ms" in first:
+    # Without --save-detailed a result still has its totals, but no per-request lists.
+    if "ttfts" in first or {"completed", "request_throughput"} <= first.keys():
         results = [_vllm_bench(document, n) for n, document in enumerate(documents)]
         return BenchResult(
             VLLM_BENCH,
