@@ -34,11 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-WORDS = (
-    "the of and to in is was for on that with as by at from his her an which be this are "
-    "river stone light harbor signal winter market garden letter window engine silver "
-    "quiet morning distant careful bright station paper number voice island machine"
-).split()
+WORDS = [
+    *("the", "of", "and", "to", "in", "is", "was", "for", "on", "that", "with", "as", "by"),
+    *("river", "stone", "light", "harbor", "signal", "winter", "market", "garden", "letter"),
+    *("quiet", "morning", "distant", "careful", "bright", "station", "paper", "number"),
+]
 
 
 @dataclass
@@ -88,7 +88,8 @@ def _module(name: str, **attributes: Any) -> types.ModuleType:
 
 def _load(name: str, path: Path) -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
