@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,9 @@ from dummy_vllm.recording.compare import (
     ks_2samp,
 )
 
-from ..conftest import REPO, LiveServer
+from ..conftest import LiveServer
+from .test_record_replay_roundtrip import record_session
+from .test_transfer import write
 
 
 @pytest.mark.parametrize(
@@ -72,21 +72,6 @@ def test_ratios_and_missing_sides() -> None:
     }
 
 
-def record(upstream: LiveServer, db: Path, session: str, requests: Path) -> None:
-    ran = subprocess.run(
-        [
-            *(sys.executable, "cli.py", "record", "--upstream", upstream.url),
-            *("--session", session, "--db", str(db), "--requests", str(requests)),
-            *("--concurrency", "4"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert ran.returncode == 0, ran.stderr
-
-
 def metric(document: dict[str, Any], route: str, name: str) -> dict[str, Any]:
     (entry,) = [r for r in document["routes"] if r["route"] == route]
     (found,) = [m for m in entry["metrics"] if m["metric"] == name]
@@ -112,7 +97,7 @@ def test_compare_reports_the_ttft_difference_of_two_recorded_upstreams(
     db = tmp_path / "cmp.db"
     for session, ttft in (("fast", "60"), ("slow", "180")):
         upstream = start_server("--model", "m", "--ttft-delay", ttft, "--token-delay", "10")
-        record(upstream, db, session, requests)
+        record_session(upstream, db, session, requests)
         upstream.stop()
 
     result = CliRunner().invoke(
@@ -157,8 +142,6 @@ def test_compare_reports_the_ttft_difference_of_two_recorded_upstreams(
 
 
 def test_compare_of_an_unknown_session_is_a_one_line_error(tmp_path: Path) -> None:
-    from .test_transfer import write
-
     db = tmp_path / "x.db"
     write(db)
     result = CliRunner().invoke(sessions_app, ["compare", "s", "nope", "--db", str(db)])

@@ -3,7 +3,6 @@ the same bytes at the same offsets."""
 
 from __future__ import annotations
 
-import json
 import statistics
 import subprocess
 import sys
@@ -18,22 +17,7 @@ from dummy_vllm.recording.store import ExchangeRecord
 
 from ..conftest import REPO, LiveServer
 from ..shapes import arrival_errors_ms, timed_events
-from .test_record_replay_roundtrip import CHAT, COMPLETION, stored
-
-
-def record_session(upstream: LiveServer, db: Path, requests: Path) -> None:
-    requests.write_text(json.dumps(CHAT) + "\n" + json.dumps(COMPLETION) + "\n")
-    recorded = subprocess.run(
-        [
-            *(sys.executable, "cli.py", "record", "--upstream", upstream.url, "--session", "rt"),
-            *("--db", str(db), "--requests", str(requests)),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert recorded.returncode == 0, recorded.stderr
+from .test_record_replay_roundtrip import CHAT, COMPLETION, record_chat_and_completion
 
 
 def assert_replays(server: LiveServer, chat: ExchangeRecord, completion: ExchangeRecord) -> None:
@@ -55,12 +39,8 @@ def assert_replays(server: LiveServer, chat: ExchangeRecord, completion: Exchang
 def test_export_import_replay_and_replay_file_serve_the_recorded_bytes(
     start_server: Callable[..., LiveServer], tmp_path: Path
 ) -> None:
-    upstream = start_server("--model", "m", "--ttft-delay", "60", "--token-delay", "15")
     source = tmp_path / "source.db"
-    record_session(upstream, source, tmp_path / "requests.jsonl")
-    upstream.stop()
-    exchanges = {x.record.path: x.record for x in stored(source)}
-    chat, completion = exchanges["/v1/chat/completions"], exchanges["/v1/completions"]
+    chat, completion = record_chat_and_completion(start_server, source)
     exported = tmp_path / "rt.jsonl"
     runner = CliRunner()
     result = runner.invoke(sessions_app, ["export", "rt", "-o", str(exported), "--db", str(source)])
