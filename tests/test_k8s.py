@@ -101,5 +101,7 @@ def test_the_configmap_starts_a_replay_server(
     server = start_server(env=env)
 
     assert httpx.get(f"{server.url}/health").status_code == 200
+    # The file's recorded model and vLLM version, as for a database session.
     models = httpx.get(f"{server.url}/v1/models").json()
     assert [model["id"] for model in models["data"]] == ["m1"]
+    assert httpx.get(f"{server.url}/version").json() == {"version": "0.33.1"}
