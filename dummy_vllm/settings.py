@@ -167,9 +167,13 @@ class RecordSettings:
 
 @dataclass(frozen=True, slots=True)
 class ReplaySettings:
-    """Replay mode: answer from recorded ``sessions`` with their timing."""
+    """Replay mode: answer from recorded ``sessions`` of the database, and from exported
+    session ``files``, with their timing."""
 
-    sessions: tuple[str, ...]
+    sessions: tuple[str, ...] = ()
+    files: tuple[Path, ...] = ()
+    # Open the database with SQLite's immutable=1: nobody writes it while it is served.
+    immutable: bool = False
     on_miss: MissPolicy = MissPolicy.ERROR
     # Recorded offsets are divided by ``speed``; ``instant`` sends everything at once.
     speed: float = 1.0
@@ -181,8 +185,8 @@ class ReplaySettings:
     model_aliases: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        if not self.sessions:
-            raise SettingsError("replay needs at least one session")
+        if not self.sessions and not self.files:
+            raise SettingsError("replay needs at least one session or session file")
         if not self.speed > 0 or self.speed == float("inf"):
             raise SettingsError(f"speed must be a finite number > 0, got {self.speed!r}")
 

@@ -32,19 +32,29 @@ def settings_or_exit(build: Callable[[], Settings]) -> Settings:
         fail(str(exc))
 
 
-def run_on_store(db: Path, action: Callable[[Store], Awaitable[T]], *, create: bool) -> T:
+def run_on_store(
+    db: Path,
+    action: Callable[[Store], Awaitable[T]],
+    *,
+    create: bool,
+    read_only: bool = False,
+    immutable: bool = False,
+) -> T:
     """Migrate the database at ``db``, open it and run ``action`` on it; a store failure exits
     with a one-line error. Without ``create`` a missing database is refused: migrating would
-    create one, and a typo in --db should not."""
+    create one, and a typo in --db should not. ``read_only`` neither migrates nor writes (see
+    ``Store.open_read_only``, which ``immutable`` is passed to)."""
 
     async def run() -> T:
-        async with await Store.open(db) as store:
+        opening = Store.open_read_only(db, immutable=immutable) if read_only else Store.open(db)
+        async with await opening as store:
             return await action(store)
 
     try:
         if not create and not db.is_file():
             raise StoreError(f"{db}: no such database")
-        migrate(db)
+        if not read_only:
+            migrate(db)
         return asyncio.run(run())
     except StoreError as exc:
         message = str(exc)

@@ -47,37 +47,58 @@ ERAS = ", ".join(profile.name for profile in PROFILES)
 
 
 def prepare_store(settings: Settings, given: set[str]) -> Settings:
-    """Migrate the database once, before workers start, and refuse sessions that cannot be
-    replayed with a one-line error. Replay serves the recorded model's name and answers as
-    the recorded vLLM version unless ``given`` names those options."""
+    """Before workers start: migrate the database in synthetic mode; in replay mode, refuse
+    sessions and session files that cannot be replayed with a one-line error, reading the
+    database read-only and never creating it. Replay serves the first session's recorded
+    model name and answers as its recorded vLLM version unless ``given`` names those options."""
     from ..recording.replay import ReplayError, check_sessions  # it imports Sanic
+    from ..recording.transfer import TransferError, check_export
 
     replay = settings.replay
+    if replay is None:
 
-    async def recorded(store: Store) -> SessionSummary | None:
-        return None if replay is None else await check_sessions(store, replay.sessions)
+        async def nothing(store: Store) -> None:
+            return None
+
+        run_on_store(settings.db_path, nothing, create=True)
+        return settings
+
+    async def recorded(store: Store) -> SessionSummary:
+        return await check_sessions(store, replay.sessions)
 
     try:
-        # Only synthetic mode may create the database: there is nothing to replay in a new one.
-        summary = run_on_store(settings.db_path, recorded, create=replay is None)
-    except ReplayError as exc:
+        firsts = []
+        if replay.sessions:
+            summary = run_on_store(
+                settings.db_path,
+                recorded,
+                create=False,
+                read_only=True,
+                immutable=replay.immutable,
+            )
+            firsts.append((summary.models, summary.version))
+        for path in replay.files:
+            header = check_export(path)
+            if not header.exchanges:
+                raise ReplayError(f"{path}: the session file has no exchanges")
+            firsts.append((header.session.models, header.session.version))
+    except (ReplayError, TransferError) as exc:
         fail(str(exc))
-    if summary is None:
-        return settings
+    models, version = firsts[0]
     changes: dict[str, object] = {}
-    if summary.models and "model" not in given:
-        changes["model"] = summary.models[0]
-    if summary.version and "vllm_version" not in given:
+    if models and "model" not in given:
+        changes["model"] = models[0]
+    if version and "vllm_version" not in given:
         try:
-            profile_for(summary.version)
+            profile_for(version)
         except UnknownVersion:
             typer.echo(
-                f"Note: the session's vLLM version {summary.version!r} names no emulated era; "
+                f"Note: the session's vLLM version {version!r} names no emulated era; "
                 f"answering as {settings.vllm_version}.",
                 err=True,
             )
         else:
-            changes["vllm_version"] = summary.version
+            changes["vllm_version"] = version
     return settings.replace(**changes)
 
 
@@ -243,6 +264,22 @@ def serve(
         help="Answer from this recorded session instead of synthetic text (repeatable).",
         rich_help_panel=REPLAY,
     ),
+    replay_file: list[Path] | None = typer.Option(
+        None,
+        "--replay-file",
+        envvar="DUMMY_VLLM_REPLAY_FILE",
+        help="Answer from this exported session file (sessions export), without any database "
+        "(repeatable; combines with --replay).",
+        rich_help_panel=REPLAY,
+    ),
+    db_immutable: bool = typer.Option(
+        False,
+        "--db-immutable",
+        envvar="DUMMY_VLLM_DB_IMMUTABLE",
+        help="Open the replayed database as immutable (SQLite immutable=1): needed on a "
+        "read-only volume without the database's -shm file; nothing may write it meanwhile.",
+        rich_help_panel=REPLAY,
+    ),
     on_miss: MissPolicy = typer.Option(
         MissPolicy.ERROR,
         envvar="DUMMY_VLLM_ON_MISS",
@@ -384,7 +421,9 @@ def serve(
             ),
             limits=Limits(max_body_bytes=max_body_bytes, max_n=max_n),
             replay=ReplaySettings(
-                sessions=tuple(replay),
+                sessions=tuple(replay or ()),
+                files=tuple(replay_file or ()),
+                immutable=db_immutable,
                 on_miss=on_miss,
                 speed=speed,
                 instant=instant,
@@ -392,7 +431,7 @@ def serve(
                 ignore_fields=tuple(match_ignore or ()),
                 model_aliases=tuple(model_alias or ()),
             )
-            if replay
+            if replay or replay_file
             else None,
             metrics=not disable_metrics,
             scheduler=SchedulerSettings(

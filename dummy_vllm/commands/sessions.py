@@ -1,4 +1,5 @@
-"""``dummy-vllm sessions``: list, inspect, delete and rename recorded sessions."""
+"""``dummy-vllm sessions``: list, inspect, delete, rename, export, import and compare recorded
+sessions."""
 
 from __future__ import annotations
 
@@ -14,11 +15,18 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from ..recording.store import Percentiles, SessionDetail, percentile
+from ..recording.store import Percentiles, RouteSamples, SessionDetail, Store, percentile
+from .compare import compare, short_number
 from .edge import run_on_store
 from .options import db_option
+from .plots import route_plots
+from .session_files import export, import_bench, import_session
 
 sessions_app = typer.Typer(help="Inspect and manage recorded sessions.", no_args_is_help=True)
+sessions_app.command()(export)
+sessions_app.command("import")(import_session)
+sessions_app.command("import-bench")(import_bench)
+sessions_app.command()(compare)
 
 _EIGHTHS = " ▏▎▍▌▋▊▉█"
 _BAR_WIDTH = 40
@@ -35,7 +43,7 @@ def list_sessions(db: Path = db_option(rich_help_panel=None)) -> None:
     table = Table(title=f"Sessions in {db}", box=box.SIMPLE_HEAD)
     # Never truncated: a cut-off name cannot be passed to `show`.
     table.add_column("Name", no_wrap=True)
-    for heading in ("Upstream", "Model"):
+    for heading in ("Upstream", "Model", "vLLM"):
         table.add_column(heading, overflow="fold")
     table.add_column("Created")
     for heading in (
@@ -51,6 +59,7 @@ def list_sessions(db: Path = db_option(rich_help_panel=None)) -> None:
             summary.name,
             summary.upstream or "-",
             ", ".join(summary.models or ()) or "-",
+            summary.version or "-",
             _timestamp(summary.created),
             str(summary.exchanges),
             f"{summary.complete}/{summary.failed}",
@@ -67,9 +76,21 @@ def list_sessions(db: Path = db_option(rich_help_panel=None)) -> None:
 
 
 @sessions_app.command()
-def show(name: str, db: Path = db_option(rich_help_panel=None)) -> None:
-    """Show a session's details and its latency distributions."""
-    detail = run_on_store(db, lambda store: store.get_session(name), create=False)
+def show(
+    name: str,
+    plots: Annotated[
+        bool, typer.Option("--plots/--no-plots", help="Draw each route's distributions.")
+    ] = True,
+    db: Path = db_option(rich_help_panel=None),
+) -> None:
+    """Show a session's details and its latency distributions.
+
+    Histograms of the whole session, then per route the plots `sessions compare` draws."""
+
+    async def load(store: Store) -> tuple[SessionDetail, dict[str, RouteSamples]]:
+        return await store.get_session(name), await store.route_samples(name) if plots else {}
+
+    detail, routes = run_on_store(db, load, create=False)
     console = Console(highlight=False)
     console.print(_details_table(detail))
     for title, values in (
@@ -84,6 +105,9 @@ def show(name: str, db: Path = db_option(rich_help_panel=None)) -> None:
         console.print(f"{title}, {len(values)} samples:", style="bold")
         for line in histogram(values):
             console.print(line, markup=False)
+    for route, samples in routes.items():
+        console.print()
+        route_plots(route, [(name, samples)], console)
 
 
 @sessions_app.command()
@@ -128,12 +152,12 @@ def histogram(sorted_values: Sequence[float]) -> list[str]:
     bins = 1 if step == 0 else _BINS
     peak = max(*counts, overflow)
     lines = [
-        f"{_ms(low + i * step):>9} - {_ms(low + (i + 1) * step):<9} "
+        f"{short_number(low + i * step):>9} - {short_number(low + (i + 1) * step):<9} "
         f"{_bar(counts[i], peak)} {counts[i]}"
         for i in range(bins)
     ]
     if overflow:
-        lines.append(f"{'>':>9}   {_ms(high):<9} {_bar(overflow, peak)} {overflow}")
+        lines.append(f"{'>':>9}   {short_number(high):<9} {_bar(overflow, peak)} {overflow}")
     return lines
 
 
@@ -173,10 +197,4 @@ def _timestamp(created: float) -> str:
 
 
 def _percentiles(value: Percentiles | None) -> str:
-    return "-" if value is None else f"{_ms(value.p50)}/{_ms(value.p99)}"
-
-
-def _ms(value: float) -> str:
-    if value >= 100:
-        return f"{value:.0f}"
-    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+    return "-" if value is None else f"{short_number(value.p50)}/{short_number(value.p99)}"

@@ -50,11 +50,14 @@ from ..settings import MissPolicy, ReplaySettings
 from ..synthetic import SyntheticModel, incremental_texts
 from .matching import DEFAULT_IGNORED, canonical_key, diff_fields, relaxed_key
 from .store import Outcome, SessionSummary, Store, StoredExchange
+from .transfer import load_export
 
 # Response header that says how an answer was served.
 SERVED_BY_HEADER = "x-dummy-vllm-replay"
 _REPLAYABLE = frozenset({Outcome.COMPLETE, Outcome.UPSTREAM_ERROR})
 _NS = 1e-9
+# Log-length distance within which recordings count as equally near (about 5% in one length).
+_NEAR = 0.05
 
 
 class ReplayError(Exception):
@@ -213,6 +216,7 @@ class ReplayIndex:
         self._timing_candidates = [
             r for r in self.recordings if r.streamed and len(r.token_events) >= 2 and r.status < 400
         ]
+        self._timing_turn = itertools.count()
         rng = random.Random(seed)
         self._exact = {k: _Choices(v, start=rng.randrange(len(v))) for k, v in exact.items()}
         self._relaxed = {k: _Choices(v, start=rng.randrange(len(v))) for k, v in relaxed.items()}
@@ -244,17 +248,24 @@ class ReplayIndex:
         )
 
     def nearest_timing(self, prompt_tokens: int, output_tokens: int) -> Recording | None:
-        """The streamed recording most alike in prompt and output length (log scale)."""
+        """A streamed recording most alike in prompt and output length (log scale).
+
+        Recordings about as near as the nearest (within ``_NEAR``) take turns, so that a
+        stream of alike misses sees the spread of their recorded timings, not one recording's:
+        a benchmark of fixed lengths replayed against ``import-bench`` sessions gets back the
+        distribution it measured.
+        """
         candidates = self._timing_candidates
         if not candidates:
             return None
-
-        def distance(r: Recording) -> float:
-            return abs(math.log1p(r.prompt_tokens) - math.log1p(prompt_tokens)) + abs(
-                math.log1p(r.completion_tokens) - math.log1p(output_tokens)
-            )
-
-        return min(candidates, key=distance)
+        distances = [
+            abs(math.log1p(r.prompt_tokens) - math.log1p(prompt_tokens))
+            + abs(math.log1p(r.completion_tokens) - math.log1p(output_tokens))
+            for r in candidates
+        ]
+        nearest = min(distances)
+        near = [r for r, d in zip(candidates, distances, strict=True) if d <= nearest + _NEAR]
+        return near[next(self._timing_turn) % len(near)]
 
 
 # --- building plans from recordings -------------------------------------------------------------
@@ -389,7 +400,9 @@ class ReplayResponder:
         synthetic: SyntheticModel,
         metrics: Metrics,
     ) -> ReplayResponder:
-        exchanges = await load_sessions(replay.sessions, db_path)
+        exchanges = await load_sessions(replay.sessions, db_path, immutable=replay.immutable)
+        for path in replay.files:
+            exchanges += load_export(path)[1]
         index = ReplayIndex(exchanges, replay, seed)
         return cls(replay, index, synthetic, metrics)
 
@@ -567,7 +580,12 @@ async def check_sessions(store: Store, names: Sequence[str]) -> SessionSummary:
     return known[names[0]]
 
 
-async def load_sessions(names: Sequence[str], db_path: Path) -> list[StoredExchange]:
-    async with await Store.open(db_path) as store:
+async def load_sessions(
+    names: Sequence[str], db_path: Path, *, immutable: bool = False
+) -> list[StoredExchange]:
+    """The named sessions' exchanges, read from a database opened read-only."""
+    if not names:
+        return []
+    async with await Store.open_read_only(db_path, immutable=immutable) as store:
         await check_sessions(store, names)
         return await store.load_exchanges(names)

@@ -23,9 +23,9 @@ import json
 import math
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
@@ -131,13 +131,21 @@ _SESSION_TOTALS = """
     FROM sessions s LEFT JOIN exchanges x ON x.session_id = s.id
 """
 
-# One row per event except [DONE]: the gap to the previous one, NULL for an exchange's first.
-_EVENT_TIMINGS = """
-    SELECT x.session_id, e.offset_ns,
-           e.offset_ns - LAG(e.offset_ns) OVER (PARTITION BY e.exchange_id ORDER BY e.idx)
-    FROM exchanges x JOIN events e ON e.exchange_id = x.id
-    WHERE substr(e.raw, 1, :done_len) <> :done
-"""
+
+def _event_timings(group: str) -> str:
+    """One row per event except [DONE]: ``group`` (an expression on the exchange ``x``), the
+    offset, and the gap to the previous event, NULL for an exchange's first."""
+    return f"""
+        SELECT {group}, e.offset_ns,
+               e.offset_ns - LAG(e.offset_ns) OVER (PARTITION BY e.exchange_id ORDER BY e.idx)
+        FROM exchanges x JOIN events e ON e.exchange_id = x.id
+        WHERE substr(e.raw, 1, :done_len) <> :done
+    """
+
+
+_EVENT_TIMINGS = _event_timings("x.session_id")
+_ROUTE_EVENT_TIMINGS = _event_timings("x.method || ' ' || x.path")
+_EVENT_CHUNK = 1024
 
 
 class StoreError(Exception):
@@ -246,6 +254,31 @@ class SessionDetail:
     duration_ms: tuple[float, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A session's own row, without its exchanges: what an export carries and an import
+    restores as it was."""
+
+    name: str
+    created: float
+    upstream: str | None
+    models: tuple[str, ...] | None
+    version: str | None
+    options: Mapping[str, Any]
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RouteSamples:
+    """Every timing sample of one route's complete, successful exchanges, in milliseconds
+    (output lengths in tokens), unsorted."""
+
+    ttft_ms: list[float] = field(default_factory=list)
+    itl_ms: list[float] = field(default_factory=list)
+    e2e_ms: list[float] = field(default_factory=list)
+    output_tokens: list[float] = field(default_factory=list)
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (0..100) of non-empty, ascending ``sorted_values``."""
     position = (len(sorted_values) - 1) * q / 100
@@ -334,6 +367,27 @@ class Store:
         except sqlite3.Error as exc:
             await conn.close()
             raise StoreError(f"{path}: {exc}") from exc
+        except BaseException:
+            await conn.close()
+            raise
+        return cls(conn, path)
+
+    @classmethod
+    async def open_read_only(cls, path: Path, *, immutable: bool = False) -> Store:
+        """Open for reading only (SQLite ``mode=ro``), as replay does: nothing is migrated or
+        written, so the file may sit on a read-only volume shared by many replicas.
+
+        ``immutable`` promises SQLite that nobody changes the file while it is open
+        (``immutable=1``): no locking and no WAL, which a read-only directory without the
+        database's ``-shm`` file needs. Changes still in a ``-wal`` file are then not seen.
+        """
+        uri = _checked_read_only_uri(path, immutable)
+        try:
+            conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open database: {exc}") from exc
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         except BaseException:
             await conn.close()
             raise
@@ -528,41 +582,146 @@ class Store:
                 exchanges.extend(_stored_exchange(name, row, events) for row in rows)
         return exchanges
 
+    async def session_record(self, name: str) -> tuple[SessionRecord, int, int]:
+        """The session's own row, with its numbers of exchanges and of events."""
+        async with self._transaction("BEGIN") as conn:
+            rows = list(
+                await conn.execute_fetchall(
+                    "SELECT s.name, s.created, s.upstream, s.upstream_models,"
+                    " s.upstream_version, s.options, s.note,"
+                    " (SELECT COUNT(*) FROM exchanges x WHERE x.session_id = s.id),"
+                    " (SELECT COUNT(*) FROM exchanges x JOIN events e ON e.exchange_id = x.id"
+                    "  WHERE x.session_id = s.id)"
+                    " FROM sessions s WHERE s.name = ?",
+                    (name,),
+                )
+            )
+        if not rows:
+            raise SessionNotFound(name)
+        name, created, upstream, models, version, options, note, exchanges, events = rows[0]
+        record = SessionRecord(
+            name=name,
+            created=created,
+            upstream=upstream,
+            models=None if models is None else tuple(json.loads(models)),
+            version=version,
+            options=json.loads(options),
+            note=note,
+        )
+        return record, exchanges, events
+
+    async def stream_exchanges(self, name: str) -> AsyncGenerator[StoredExchange, None]:
+        """The session's exchanges with their events, one at a time in ``seq`` order.
+
+        Rows are read through cursors in one read transaction, so memory holds one exchange
+        however long the session is. The connection is taken until the iteration ends: close
+        an unfinished one (``contextlib.aclosing``).
+        """
+        async with self._transaction("BEGIN") as conn:
+            session_id = await self._session_id(conn, name)
+            async with (
+                conn.execute(
+                    f"SELECT {_EXCHANGE_COLUMNS} FROM exchanges x"
+                    " WHERE x.session_id = ? ORDER BY x.seq",
+                    (session_id,),
+                ) as exchange_rows,
+                # The same order as the exchanges: both walk the (session_id, seq) index.
+                conn.execute(
+                    "SELECT e.exchange_id, e.offset_ns, e.raw"
+                    " FROM exchanges x JOIN events e ON e.exchange_id = x.id"
+                    " WHERE x.session_id = ? ORDER BY x.seq, e.idx",
+                    (session_id,),
+                ) as event_rows,
+            ):
+                # Events are small and many: fetch them in larger chunks than exchanges.
+                event_rows.iter_chunk_size = _EVENT_CHUNK
+                events = aiter(event_rows)
+                ahead = await anext(events, None)
+                async for row in exchange_rows:
+                    own: list[tuple[int, bytes]] = []
+                    while ahead is not None and ahead[0] == row[0]:
+                        own.append((ahead[1], ahead[2]))
+                        ahead = await anext(events, None)
+                    yield _stored_exchange(name, row, {row[0]: own})
+
+    async def import_session(
+        self, session: SessionRecord, exchanges: Iterable[ExchangeRecord], *, append: bool = False
+    ) -> int:
+        """Store ``session`` and its ``exchanges`` in one transaction; return how many
+        exchanges were written.
+
+        ``exchanges`` is consumed lazily, so a file can stream through; whatever it raises
+        rolls everything back. A new session keeps the creation time, upstream, options and
+        note it is given, as they were. An existing name is refused unless ``append``: then
+        the exchanges follow that session's own, and it keeps its own details.
+        """
+        _check_name(session.name)
+        count = 0
+        async with self._transaction() as conn:
+            existing = list(
+                await conn.execute_fetchall(
+                    "SELECT id FROM sessions WHERE name = ?", (session.name,)
+                )
+            )
+            if existing and not append:
+                raise StoreError(f"a session named {session.name!r} already exists")
+            if existing:
+                session_id: int = existing[0][0]
+            else:
+                row = await conn.execute_insert(
+                    "INSERT INTO sessions (name, created, upstream, upstream_models,"
+                    " upstream_version, options, note) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        session.name,
+                        session.created,
+                        session.upstream,
+                        None if session.models is None else json.dumps(list(session.models)),
+                        session.version,
+                        json.dumps(session.options, separators=(",", ":"), ensure_ascii=False),
+                        session.note,
+                    ),
+                )
+                assert row is not None  # execute_insert always selects last_insert_rowid()
+                session_id = row[0]
+            for record in exchanges:
+                await _write_exchange(conn, session_id, record)
+                count += 1
+        return count
+
+    async def route_samples(self, name: str) -> dict[str, RouteSamples]:
+        """Per "METHOD /path", the timing samples of the session's complete exchanges that
+        were answered below status 400 (errors and aborted requests would blur the latency
+        clients saw). Output lengths are the usage's ``completion_tokens``, where reported."""
+        samples: dict[str, RouteSamples] = {}
+        where = "x.session_id = :session_id AND x.outcome = 'complete' AND x.status < 400"
+        async with self._transaction("BEGIN") as conn:
+            session_id = await self._session_id(conn, name)
+            exchanges = await conn.execute_fetchall(
+                "SELECT x.method || ' ' || x.path, x.complete_ns, x.completion_tokens"
+                f" FROM exchanges x WHERE {where} ORDER BY x.seq",
+                {"session_id": session_id},
+            )
+            timings = await conn.execute_fetchall(
+                _ROUTE_EVENT_TIMINGS + f" AND {where}",
+                {"done": DONE_LINE, "done_len": len(DONE_LINE), "session_id": session_id},
+            )
+        for route, complete_ns, completion_tokens in exchanges:
+            route_samples = samples.setdefault(route, RouteSamples())
+            if complete_ns is not None:
+                route_samples.e2e_ms.append(complete_ns / 1e6)
+            if completion_tokens is not None:
+                route_samples.output_tokens.append(completion_tokens)
+        for route, offset_ns, gap_ns in timings:
+            route_samples = samples.setdefault(route, RouteSamples())
+            if gap_ns is None:
+                route_samples.ttft_ms.append(offset_ns / 1e6)
+            else:
+                route_samples.itl_ms.append(gap_ns / 1e6)
+        return samples
+
     async def _insert_exchange(self, session: str, record: ExchangeRecord) -> int:
         async with self._transaction() as conn:
-            session_id = await self._session_id(conn, session)
-            row = await conn.execute_insert(
-                _INSERT_EXCHANGE,
-                {
-                    "session_id": session_id,
-                    "method": record.method,
-                    "path": record.path,
-                    "request_body": record.request_body,
-                    "match_key": record.match_key,
-                    "relaxed_key": record.relaxed_key,
-                    "request_headers": _json(record.request_headers),
-                    "status": record.status,
-                    "response_headers": _json(record.response_headers),
-                    "streamed": record.streamed,
-                    "response_body": record.response_body,
-                    "first_byte_ns": record.first_byte_ns,
-                    "complete_ns": record.complete_ns,
-                    "outcome": str(record.outcome),
-                    "prompt_tokens": record.prompt_tokens,
-                    "completion_tokens": record.completion_tokens,
-                    "created": record.created,
-                },
-            )
-            assert row is not None  # execute_insert always selects last_insert_rowid()
-            exchange_id: int = row[0]
-            await conn.executemany(
-                "INSERT INTO events (exchange_id, idx, offset_ns, raw) VALUES (?, ?, ?, ?)",
-                [
-                    (exchange_id, index, offset_ns, raw)
-                    for index, (offset_ns, raw) in enumerate(record.events)
-                ],
-            )
-        return exchange_id
+            return await _write_exchange(conn, await self._session_id(conn, session), record)
 
     @staticmethod
     async def _session_id(conn: aiosqlite.Connection, name: str) -> int:
@@ -587,6 +746,68 @@ class Store:
                 with suppress(sqlite3.OperationalError):
                     await self._conn.execute("ROLLBACK")
                 raise
+
+
+async def _write_exchange(
+    conn: aiosqlite.Connection, session_id: int, record: ExchangeRecord
+) -> int:
+    """Insert ``record`` as the session's next exchange, inside the caller's transaction."""
+    row = await conn.execute_insert(
+        _INSERT_EXCHANGE,
+        {
+            "session_id": session_id,
+            "method": record.method,
+            "path": record.path,
+            "request_body": record.request_body,
+            "match_key": record.match_key,
+            "relaxed_key": record.relaxed_key,
+            "request_headers": _json(record.request_headers),
+            "status": record.status,
+            "response_headers": _json(record.response_headers),
+            "streamed": record.streamed,
+            "response_body": record.response_body,
+            "first_byte_ns": record.first_byte_ns,
+            "complete_ns": record.complete_ns,
+            "outcome": str(record.outcome),
+            "prompt_tokens": record.prompt_tokens,
+            "completion_tokens": record.completion_tokens,
+            "created": record.created,
+        },
+    )
+    assert row is not None  # execute_insert always selects last_insert_rowid()
+    exchange_id: int = row[0]
+    await conn.executemany(
+        "INSERT INTO events (exchange_id, idx, offset_ns, raw) VALUES (?, ?, ?, ?)",
+        [
+            (exchange_id, index, offset_ns, raw)
+            for index, (offset_ns, raw) in enumerate(record.events)
+        ],
+    )
+    return exchange_id
+
+
+def _checked_read_only_uri(path: Path, immutable: bool) -> str:
+    """The read-only URI of ``path``, once a plain connection has found it to be a database of
+    ours at the current schema: a foreign file is refused before anything else opens it."""
+    if not path.is_file():
+        raise StoreError(f"{path}: no such database")
+    uri = f"{path.absolute().as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
+    try:
+        check = sqlite3.connect(uri, uri=True)
+        try:
+            version = _schema_version(check, path)
+        finally:
+            check.close()
+    except sqlite3.Error as exc:
+        # Without the -shm file beside it, a WAL database opens read-only only as immutable.
+        hint = "" if immutable else " (a read-only volume needs serve --db-immutable)"
+        raise StoreError(f"{path}: cannot open database: {exc}{hint}") from exc
+    if version != SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: database schema version {version}, this dummy-vllm reads "
+            f"{SCHEMA_VERSION}; a writable command (sessions list) upgrades it"
+        )
+    return uri
 
 
 def _existing_file_uri(path: Path) -> str:

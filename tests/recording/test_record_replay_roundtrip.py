@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from dummy_vllm.recording.store import Store, StoredExchange
+from dummy_vllm.recording.store import ExchangeRecord, Store, StoredExchange
 
 from ..conftest import REPO, LiveServer
 from ..shapes import arrival_errors_ms, timed_events
@@ -35,37 +35,40 @@ def stored(db: Path) -> list[StoredExchange]:
     return asyncio.run(load())
 
 
-def test_recorded_session_replays_byte_identical_on_recorded_offsets(
-    start_server: Callable[..., LiveServer], tmp_path: Path
-) -> None:
-    upstream = start_server("--model", "m", "--ttft-delay", "60", "--token-delay", "15")
-    db = tmp_path / "rt.db"
-    requests = tmp_path / "requests.jsonl"
-    requests.write_text(json.dumps(CHAT) + "\n" + json.dumps(COMPLETION) + "\n")
+def record_session(upstream: LiveServer, db: Path, session: str, requests: Path) -> None:
+    """``cli.py record --requests``: every line of ``requests`` sent and recorded."""
     recorded = subprocess.run(
         [
-            sys.executable,
-            "cli.py",
-            "record",
-            "--upstream",
-            upstream.url,
-            "--session",
-            "rt",
-            "--db",
-            str(db),
-            "--requests",
-            str(requests),
-            "--concurrency",
-            "2",
+            *(sys.executable, "cli.py", "record", "--upstream", upstream.url),
+            *("--session", session, "--db", str(db), "--requests", str(requests)),
+            *("--concurrency", "4"),
         ],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
     assert recorded.returncode == 0, recorded.stderr
+
+
+def record_chat_and_completion(
+    start_server: Callable[..., LiveServer], db: Path
+) -> tuple[ExchangeRecord, ExchangeRecord]:
+    """Session "rt" of ``CHAT`` and ``COMPLETION`` recorded from a live synthetic upstream."""
+    upstream = start_server("--model", "m", "--ttft-delay", "60", "--token-delay", "15")
+    requests = db.parent / "requests.jsonl"
+    requests.write_text(json.dumps(CHAT) + "\n" + json.dumps(COMPLETION) + "\n")
+    record_session(upstream, db, "rt", requests)
+    upstream.stop()
     exchanges = {x.record.path: x.record for x in stored(db)}
-    chat, completion = exchanges["/v1/chat/completions"], exchanges["/v1/completions"]
+    return exchanges["/v1/chat/completions"], exchanges["/v1/completions"]
+
+
+def test_recorded_session_replays_byte_identical_on_recorded_offsets(
+    start_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    db = tmp_path / "rt.db"
+    chat, completion = record_chat_and_completion(start_server, db)
     assert chat.streamed
     assert len(chat.events) == 2 + 20 + 1
 

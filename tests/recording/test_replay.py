@@ -241,6 +241,31 @@ def test_miss_profile_uses_the_recorded_timing() -> None:
     assert len(offsets) == 30
 
 
+def test_miss_profile_takes_turns_over_equally_near_recordings() -> None:
+    def timed(ttft: float, prompt: str, max_tokens: int, seq: int) -> StoredExchange:
+        upstream = SyntheticModel(
+            SyntheticSettings(latency=LatencySettings(ttft=ttft, itl=0.01)), SERVED, seed=0
+        )
+        body = {**CHAT, "messages": [{"role": "user", "content": prompt}]}
+        body |= {"stream": True, "max_tokens": max_tokens}
+        plan = upstream.respond(CHAT_ROUTE, body, None)
+        return StoredExchange(seq, "s", seq, exchange_from_plan(CHAT_ROUTE, body, plan))
+
+    # Three alike recordings and one of very different length, never the nearest.
+    recorded = [timed(t, "alike", 20, i) for i, t in enumerate((0.1, 0.2, 0.3))]
+    recorded.append(timed(0.9, "a much longer prompt than the others " * 20, 200, 4))
+    replay = responder(recorded, on_miss=MissPolicy.PROFILE)
+    miss = {**CHAT, "messages": [{"role": "user", "content": "other"}], "stream": True}
+    miss["max_tokens"] = 20
+
+    first_offsets = [
+        min(offset for offset, _ in stream_of(replay.respond(CHAT_ROUTE, miss, None)))
+        for _ in range(6)
+    ]
+
+    assert sorted(first_offsets) == pytest.approx([0.1, 0.1, 0.2, 0.2, 0.3, 0.3])
+
+
 @pytest.mark.parametrize(("options", "scale"), [({"speed": 2.0}, 0.5), ({"instant": True}, 0.0)])
 def test_speed_scales_offsets(options: dict[str, Any], scale: float) -> None:
     body = {**CHAT, "stream": True}

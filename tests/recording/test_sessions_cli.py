@@ -94,7 +94,8 @@ def test_list_shows_every_session_with_its_numbers(db: Path) -> None:
         "bench-a",
         "http://gpu:8000",
         "meta-llama/Llama-3.1-8B",
-        *row_a.split()[3:5],  # created, local time
+        "0.11.0",
+        *row_a.split()[4:6],  # created, local time
         "21",
         "20/1",
         "210/101",
