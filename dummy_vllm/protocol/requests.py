@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import ujson
@@ -29,6 +29,14 @@ MODELS_ROUTE = "/v1/models"
 VERSION_ROUTE = "/version"
 TOKENIZE_ROUTE = "/tokenize"
 DETOKENIZE_ROUTE = "/detokenize"
+EMBEDDINGS_ROUTE = "/v1/embeddings"
+POOLING_ROUTE = "/pooling"
+RESPONSES_ROUTE = "/v1/responses"
+# Sanic path templates: the id is the last segment.
+RESPONSE_ROUTE = "/v1/responses/<response_id>"
+RESPONSE_CANCEL_ROUTE = "/v1/responses/<response_id>/cancel"
+MESSAGES_ROUTE = "/v1/messages"
+COUNT_TOKENS_ROUTE = "/v1/messages/count_tokens"
 GENERATION_ROUTES = (CHAT_ROUTE, COMPLETIONS_ROUTE)
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 GREEDY_EPSILON = 1e-5
@@ -47,6 +55,9 @@ class ServedModel:
     # The vLLM release answered as, and the version /version reports.
     profile: Profile = DEFAULT_PROFILE
     version: str = DEFAULT_PROFILE.version
+    embedding_dimensions: int = 1024
+    # LoRA adapters loaded at runtime (/v1/load_lora_adapter): name -> path, per worker.
+    adapters: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def fingerprint(self) -> str:
@@ -365,11 +376,15 @@ def _check_stream_options(
     return include_usage, include_usage and parsed.get("continuous_usage_stats", False)
 
 
-def _resolve_model(fields: Mapping[str, Any], served: ServedModel) -> str:
+def resolve_model(fields: Mapping[str, Any], served: ServedModel) -> str:
+    """The model a request names (a loaded LoRA adapter answers under its own name); 404 for
+    an unknown one."""
     name = fields.get("model")
-    if name and name != served.name:
-        raise model_not_found(name, (served.name,), served.profile)
-    return served.name
+    if not name or name == served.name:
+        return served.name
+    if name in served.adapters:
+        return str(name)
+    raise model_not_found(name, (served.name,), served.profile)
 
 
 def _sampling_params(
@@ -508,7 +523,7 @@ def parse_completion_request(body: Mapping[str, Any], served: ServedModel) -> Co
     if logprobs is not None and logprobs < 0:
         raise value_error("`logprobs` must be a positive value.", body)
     include_usage, continuous = _check_stream_options(body, fields, served.profile)
-    model = _resolve_model(fields, served)
+    model = resolve_model(fields, served)
     prompt = fields["prompt"]
     prompts = _prompt_token_lists(prompt, body, served)
     if any(not prompt for prompt in prompts):
@@ -619,7 +634,7 @@ def parse_chat_request(body: Mapping[str, Any], served: ServedModel) -> ChatRequ
             raise value_error("when using `top_logprobs`, `logprobs` must be set to true.", body)
     include_usage, continuous = _check_stream_options(body, fields, served.profile)
     _check_tools(fields, body)
-    model = _resolve_model(fields, served)
+    model = resolve_model(fields, served)
     prompt = served.tokenizer.encode(render_chat_prompt(messages))
     requested = requested_max_tokens(CHAT_ROUTE, fields)
     field = "max_completion_tokens" if "max_completion_tokens" in fields else "max_tokens"
