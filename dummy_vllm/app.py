@@ -24,6 +24,7 @@ from .engine import Tokenizer
 from .faults import FaultInjector
 from .metrics import Metrics
 from .pipeline import Pipeline
+from .protocol.cors import CorsPolicy
 from .protocol.errors import (
     METHOD_NOT_ALLOWED_BODY,
     NOT_FOUND_BODY,
@@ -34,9 +35,15 @@ from .protocol.errors import (
 )
 from .protocol.requests import ServedModel
 from .protocol.responses import JSON_CONTENT_TYPE
+from .response_store import ResponseStore
+from .routes.anthropic import count_tokens_routes, messages_routes
+from .routes.cors import NO_CORS, install_cors
 from .routes.metrics import install_metrics
 from .routes.openai import openai_routes
+from .routes.operator import operator_routes
+from .routes.pooling import pooling_routes
 from .routes.record import install_recording
+from .routes.responses_api import responses_routes
 from .routes.system import probe_routes, system_routes
 from .scheduler import Scheduler
 from .settings import RecordSettings, SchedulerSettings, Settings
@@ -102,9 +109,30 @@ def _metrics(settings: Settings, scheduler: Scheduler) -> Metrics:
 
 
 def _serve_model(app: App, settings: Settings) -> None:
-    """Synthetic and replay modes: the model answers the generation and system routes."""
+    """Synthetic and replay modes: the model answers the generation and system routes that
+    the era has (others are 404, as in vLLM)."""
+    profile = settings.profile
+    cors = settings.cors
+    install_cors(
+        app,
+        CorsPolicy(
+            origins=profile.cors_origins if cors.origins is None else cors.origins,
+            methods=cors.methods,
+            headers=cors.headers,
+            credentials=cors.credentials,
+            starlette_1=profile.cors_starlette_1,
+        ),
+    )
     app.blueprint(openai_routes)
     app.blueprint(system_routes)
+    app.blueprint(pooling_routes)
+    app.blueprint(operator_routes)
+    if profile.responses is not None:
+        app.blueprint(responses_routes)
+    if profile.anthropic is not None:
+        app.blueprint(messages_routes)
+        if profile.anthropic.count_tokens:
+            app.blueprint(count_tokens_routes)
     replay = settings.replay
 
     @app.before_server_start
@@ -119,6 +147,7 @@ def _serve_model(app: App, settings: Settings) -> None:
             profile=settings.profile,
             version=settings.reported_version,
             agent=settings.synthetic.agent,
+            embedding_dimensions=settings.embedding_dimensions,
         )
         scheduler = Scheduler(settings.scheduler)
         ctx.metrics = metrics = _metrics(settings, scheduler)
@@ -127,7 +156,8 @@ def _serve_model(app: App, settings: Settings) -> None:
         faults = FaultInjector(settings.faults, zlib.crc32(worker.encode(), settings.seed))
         ctx.pipeline = Pipeline(scheduler, metrics, faults, served)
         ctx.served = served
-        synthetic = SyntheticModel(settings.synthetic, served, settings.seed)
+        ctx.responses = ResponseStore(settings.synthetic.responses_store)
+        synthetic = SyntheticModel(settings.synthetic, served, settings.seed, ctx.responses)
         if replay is None:
             ctx.responder = synthetic
             return
@@ -188,10 +218,12 @@ def _install_api_key_check(app: App, api_key: str) -> None:
 
     @app.on_request
     async def check_api_key(request: Request) -> HTTPResponse | None:
-        # As vLLM: only /v1 paths are guarded; health probes stay open.
-        if not request.path.startswith("/v1"):
+        # As vLLM: only /v1 paths are guarded (health probes stay open), never OPTIONS.
+        if not request.path.startswith("/v1") or request.method == "OPTIONS":
             return None
         given = request.headers.get("authorization", "").encode()
         if hmac.compare_digest(given, expected):
             return None
+        # vLLM checks the key outside its CORS middleware: a 401 has no CORS headers.
+        setattr(request.ctx, NO_CORS, True)
         return _json(UNAUTHORIZED_BODY, HTTPStatus.UNAUTHORIZED)

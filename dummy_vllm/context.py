@@ -20,6 +20,7 @@ from .pipeline import Pipeline
 from .plan import Responder
 from .protocol.requests import ServedModel
 from .recording.recorder import Recorder
+from .response_store import ResponseStore
 
 
 @dataclass(eq=False)
@@ -30,6 +31,8 @@ class WorkerContext:
     served: ServedModel = field(init=False)
     responder: Responder = field(init=False)
     pipeline: Pipeline = field(init=False)
+    # Stored Responses API answers (synthetic ones; replay stores none).
+    responses: ResponseStore = field(init=False)
     # Record mode.
     recorder: Recorder = field(init=False)
     # Work started with the server and cancelled when it stops.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +23,8 @@ from .protocol.errors import (
     service_unavailable,
     too_many_requests,
 )
+from .protocol.failures import error_answer, stream_ending
 from .protocol.profiles import Profile
-from .protocol.sse import DONE_EVENT
 from .settings import FaultSettings, FaultType
 
 FAULT_HEADER = "X-Dummy-Fault"
@@ -66,9 +66,9 @@ class Fault:
             return prompt_too_long(profile, max_model_len)
         return None
 
-    def apply(self, plan: ResponsePlan, profile: Profile, chat: bool) -> ResponsePlan:
+    def apply(self, plan: ResponsePlan, profile: Profile, route: str) -> ResponsePlan:
         """``plan`` broken as this fault breaks it (a new plan; the original is untouched).
-        Errors take ``profile``'s shape (``chat``: of a chat stream)."""
+        Errors take the shape of ``route``'s answers in ``profile``'s era."""
         kind = self.kind
         if kind is FaultType.SLOW_FIRST_BYTE:
             return dataclasses.replace(plan, headers_offset=self.seconds)
@@ -83,15 +83,19 @@ class Fault:
                 token_offsets=_shifted(plan.token_offsets, self.after, self.seconds),
             )
         if kind is FaultType.CUT:
-            events = _truncated(plan.events, self.after, ()) if plan.stream else ()
+            events = _truncated(plan.events, self.after, _nothing) if plan.stream else ()
             return _interrupted(plan, events, drop_connection=True)
         if kind is FaultType.ERROR_EVENT:
             error = internal_error("The engine failed while generating (injected fault).")
             if plan.stream:
-                ending = (error.stream_event(profile, chat), DONE_EVENT)
+
+                def ending(sent: int) -> Sequence[bytes]:
+                    return stream_ending(route, error, profile, sent)
+
                 return _interrupted(plan, _truncated(plan.events, self.after, ending))
             # A non-streamed answer carries the error instead, when it was due.
-            return _interrupted(plan, (), status=error.status, body=error.body(profile))
+            body = error_answer(route, error, profile)
+            return _interrupted(plan, (), status=error.status, body=body)
         return plan
 
 
@@ -159,20 +163,38 @@ def _interrupted(
     )
 
 
-def _strikes(event: PlanEvent, sent: int, after: int) -> bool:
+def _with_last(events: Iterable[PlanEvent]) -> Iterator[tuple[PlanEvent, bool]]:
+    """Each event, and whether it is the stream's last."""
+    iterator = iter(events)
+    previous = next(iterator, None)
+    if previous is None:
+        return
+    for event in iterator:
+        yield previous, False
+        previous = event
+    yield previous, True
+
+
+def _strikes(event: PlanEvent, last: bool, sent: int, after: int) -> bool:
     """Whether a fault set ``after`` tokens strikes before ``event``; a stream shorter than
-    that is struck before its [DONE], so the fault always shows."""
-    return (event.tokens > 0 and sent + event.tokens > after) or event.data == DONE_EVENT
+    that is struck before its last event ([DONE], the terminal event), so the fault always
+    shows."""
+    return (event.tokens > 0 and sent + event.tokens > after) or last
+
+
+def _nothing(sent: int) -> Sequence[bytes]:
+    return ()
 
 
 def _truncated(
-    events: Iterable[PlanEvent], after: int, ending: Sequence[bytes]
+    events: Iterable[PlanEvent], after: int, ending: Callable[[int], Sequence[bytes]]
 ) -> Iterator[PlanEvent]:
-    """The events until the fault strikes, then ``ending`` when the next event was due."""
+    """The events until the fault strikes, then ``ending(events sent)`` when the next event
+    was due."""
     sent = 0
-    for event in events:
-        if _strikes(event, sent, after):
-            for data in ending:
+    for count, (event, last) in enumerate(_with_last(events)):
+        if _strikes(event, last, sent, after):
+            for data in ending(count):
                 yield PlanEvent(event.offset, data, 0)
             return
         sent += event.tokens
@@ -182,8 +204,8 @@ def _truncated(
 def _stalled(events: Iterable[PlanEvent], after: int, seconds: float) -> Iterator[PlanEvent]:
     sent = 0
     shift = 0.0
-    for event in events:
-        if not shift and _strikes(event, sent, after):
+    for event, last in _with_last(events):
+        if not shift and _strikes(event, last, sent, after):
             shift = seconds
         sent += event.tokens
         yield PlanEvent(event.offset + shift, event.data, event.tokens) if shift else event

@@ -449,6 +449,8 @@ class Metrics:
         tokens = delivery.tokens
         end = delivery.end
         writes = delivery.token_writes
+        # A pooling answer counts once per input, as vLLM's engine requests.
+        copies = len(plan.pooled_prompts) or 1
         if plan.stream:
             first = writes[0] if writes else None
             last = writes[-1] if writes else end
@@ -462,18 +464,19 @@ class Metrics:
             if steps > 1 and delivery.complete:
                 self._itl.observe((last - first) / (steps - 1), steps - 1)
         if first is not None:
-            self._ttft.observe(first - arrival)
-            self._prefill.observe(first - admitted)
+            self._ttft.observe(first - arrival, copies)
+            self._prefill.observe(first - admitted, copies)
             decode = last - first
-            self._decode.observe(decode)
+            self._decode.observe(decode, copies)
             if tokens > 1:
                 self._request_tpot.observe(decode / (tokens - 1))
-        self._e2e.observe(end - arrival)
-        self._queue.observe(admitted - arrival)
-        self._inference.observe(last - admitted)
-        self._prompt_tokens.observe(plan.prompt_tokens)
-        self._generation_tokens.observe(tokens)
-        self._n.observe(plan.n)
+        self._e2e.observe(end - arrival, copies)
+        self._queue.observe(admitted - arrival, copies)
+        self._inference.observe(last - admitted, copies)
+        for prompt_tokens in plan.pooled_prompts or (plan.prompt_tokens,):
+            self._prompt_tokens.observe(prompt_tokens)
+        self._generation_tokens.observe(tokens, copies)
+        self._n.observe(plan.n, copies)
         if plan.max_tokens:
             self._max_tokens.observe(plan.max_tokens)
         self._prompt_tokens_total += plan.prompt_tokens

@@ -42,6 +42,9 @@ class ResponsePlan:
     # The request's ``n`` and ``max_tokens`` (0: unknown), for vLLM's request_params metrics.
     n: int = 1
     max_tokens: int = 0
+    # Pooling answers (embeddings): each input's prompt tokens. vLLM runs every input as its
+    # own engine request, so its metrics count each input as a request.
+    pooled_prompts: Sequence[int] = ()
     # Injected faults: headers held back this long; the connection dropped after the last event.
     headers_offset: float = 0.0
     drop_connection: bool = False

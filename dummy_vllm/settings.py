@@ -42,9 +42,21 @@ class LatencySettings:
     itl_jitter: float = 0.0
     distribution: JitterDistribution = JitterDistribution.NORMAL
     prefill_per_token: float = 0.0
+    # Embeddings and /pooling answer after ``pooling + pooling_per_token x prompt tokens``
+    # (all inputs of the request together).
+    pooling: float = 0.0
+    pooling_per_token: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("ttft", "itl", "ttft_jitter", "itl_jitter", "prefill_per_token"):
+        for name in (
+            "ttft",
+            "itl",
+            "ttft_jitter",
+            "itl_jitter",
+            "prefill_per_token",
+            "pooling",
+            "pooling_per_token",
+        ):
             value = getattr(self, name)
             if not value >= 0.0 or value == float("inf"):
                 raise SettingsError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -116,6 +128,9 @@ class SyntheticSettings:
     echo_prompt: bool = False
     agent: AgentSettings = field(default_factory=AgentSettings)
     default_length: OutputLength = field(default_factory=OutputLength)
+    # Keep Responses API answers for GET and previous_response_id (vLLM's
+    # VLLM_ENABLE_RESPONSES_API_STORE=1).
+    responses_store: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.eos_rate < 1.0:
@@ -265,6 +280,17 @@ class FaultSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class CorsSettings:
+    """vLLM's CORS flags; ``origins`` None means the era's default (``*`` up to 0.23, none
+    from 0.24)."""
+
+    origins: tuple[str, ...] | None = None
+    methods: tuple[str, ...] = ("*",)
+    headers: tuple[str, ...] = ("*",)
+    credentials: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -274,6 +300,8 @@ class Settings:
     # The path or hub id a real vLLM was started with; shows as ``root`` in /v1/models.
     model_root: str | None = None
     max_model_len: int = 4096
+    # Size of the vectors /v1/embeddings answers (requests may ask for fewer: ``dimensions``).
+    embedding_dimensions: int = 1024
     seed: int = 0
     api_key: str | None = None
     # The vLLM release answered as: an era ("0.11") or a full version ("0.33.1").
@@ -289,6 +317,7 @@ class Settings:
     metrics_dir: Path | None = None
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     faults: FaultSettings = field(default_factory=FaultSettings)
+    cors: CorsSettings = field(default_factory=CorsSettings)
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -297,6 +326,10 @@ class Settings:
             raise SettingsError(f"workers must be >= 1, got {self.workers}")
         if self.max_model_len < 2:
             raise SettingsError(f"max_model_len must be >= 2, got {self.max_model_len}")
+        if not 1 <= self.embedding_dimensions <= 65536:
+            raise SettingsError(
+                f"embedding_dimensions must be in 1..65536, got {self.embedding_dimensions}"
+            )
         if not self.model:
             raise SettingsError("model must not be empty")
         if self.log_level.lower() not in {"critical", "error", "warning", "info", "debug"}:

@@ -8,7 +8,9 @@ latency samples.
 from __future__ import annotations
 
 import codecs
+import json
 import random
+import time
 import zlib
 from array import array
 from collections.abc import Callable, Mapping, Sequence
@@ -23,17 +25,26 @@ from .engine import (
     sample_natural_length,
     sample_output_length,
 )
+from .engine.embedding import Embedder
+from .engine.function_calls import call_arguments
 from .engine.jsonschema import SchemaError
 from .engine.regex import matching_string
 from .engine.tokenizer import THINK_END
 from .engine.tools import plan_tool_calls
 from .plan import ResponsePlan
+from .protocol.anthropic import Reply, message_body, messages_events, parse_messages_request
 from .protocol.constraints import ConstraintKind, OutputConstraint, ToolMode, ToolRequest
 from .protocol.deltas import CallSpan, Layout, ToolStyle, message_of, stream_deltas, tool_text
+from .protocol.embeddings import embedding_body, parse_embedding_request, pooling_body
 from .protocol.errors import bad_request
 from .protocol.profiles import Profile
 from .protocol.requests import (
     CHAT_ROUTE,
+    COMPLETIONS_ROUTE,
+    EMBEDDINGS_ROUTE,
+    MESSAGES_ROUTE,
+    POOLING_ROUTE,
+    RESPONSES_ROUTE,
     ChatRequest,
     CompletionRequest,
     GenerationParams,
@@ -46,6 +57,7 @@ from .protocol.responses import (
     ChoiceOutput,
     CompletionStream,
     RenderedChoice,
+    ResponseMeta,
     TokenLogprob,
     Wire,
     chat_body,
@@ -56,6 +68,15 @@ from .protocol.responses import (
     render_chat_choice,
     render_completion_choice,
 )
+from .protocol.responses_api import (
+    Answer,
+    ResponsesStream,
+    parse_responses_request,
+    response_body,
+    response_head,
+    responses_events,
+)
+from .response_store import ResponseStore
 from .settings import OutputLength, SyntheticSettings
 
 # Handed out when nothing will be drawn (no jitter, no EOS rate): never consumed.
@@ -95,9 +116,17 @@ class Generation:
 class SyntheticModel:
     """The synthetic responder: generated text on the configured latency model."""
 
-    def __init__(self, settings: SyntheticSettings, served: ServedModel, seed: int) -> None:
+    def __init__(
+        self,
+        settings: SyntheticSettings,
+        served: ServedModel,
+        seed: int,
+        responses: ResponseStore | None = None,
+    ) -> None:
         self.settings = settings
         self.served = served
+        self.responses = responses or ResponseStore(settings.responses_store)
+        self.embedder = Embedder(served.embedding_dimensions, seed)
         # Text and timing when a request sends no seed of its own.
         self.seed = seed
         self.tokenizer = tokenizer = served.tokenizer
@@ -122,7 +151,17 @@ class SyntheticModel:
         """``timing`` replaces the latency model (replay's profile policy)."""
         if route == CHAT_ROUTE:
             return self.chat_plan(parse_chat_request(body, self.served), request_id, timing)
-        return self.completion_plan(parse_completion_request(body, self.served), request_id, timing)
+        if route == COMPLETIONS_ROUTE:
+            return self.completion_plan(
+                parse_completion_request(body, self.served), request_id, timing
+            )
+        if route in (EMBEDDINGS_ROUTE, POOLING_ROUTE):
+            return self.pooling_plan(route, body, request_id)
+        if route == RESPONSES_ROUTE:
+            return self.responses_plan(body, timing)
+        if route == MESSAGES_ROUTE:
+            return self.messages_plan(body, request_id, timing)
+        raise ValueError(f"not a generation route: {route}")
 
     def chat_plan(
         self, chat: ChatRequest, request_id: str | None, timing: Timing | None = None
@@ -252,6 +291,170 @@ class SyntheticModel:
                 }
             )
         return entries
+
+    def pooling_plan(
+        self, route: str, body: Mapping[str, Any], request_id: str | None
+    ) -> ResponsePlan:
+        """Embeddings (one vector per input) or /pooling (one per prompt token up to 0.14),
+        due after the pooling latency of all inputs together."""
+        served = self.served
+        pooling = route == POOLING_ROUTE
+        request = parse_embedding_request(body, served, pooling=pooling)
+        shape = served.profile.embeddings
+        if pooling:
+            # /pooling names its answer after the header only, never the body's request_id.
+            suffix = request_id or random_id(served.profile.id_hex_digits)
+            answer_id = f"{shape.pooling_id_prefix}-{suffix}"
+        else:
+            suffix = request_id or request.request_id or random_id(served.profile.id_hex_digits)
+            answer_id = f"embd-{suffix}"
+        meta = ResponseMeta(answer_id, int(time.time()), request.model)
+        prompt_tokens = sum(map(len, request.prompts))
+        embed = self.embedder.embed
+        if pooling:
+            outputs = [
+                [embed(prompt[max(i - 1, 0) : i + 1]) for i in range(len(prompt))]
+                if shape.pooling_per_token
+                else [embed(prompt)]
+                for prompt in request.prompts
+            ]
+            body_bytes = pooling_body(
+                self.wire, meta, outputs, request.encoding_format, prompt_tokens
+            )
+        else:
+            vectors = [embed(prompt, request.dimensions) for prompt in request.prompts]
+            body_bytes = embedding_body(
+                self.wire, meta, vectors, request.encoding_format, prompt_tokens
+            )
+        return ResponsePlan(
+            stream=False,
+            body=body_bytes,
+            body_offset=self.latency.pooling_offset(prompt_tokens),
+            prompt_tokens=prompt_tokens,
+            finish_reasons=("stop",) * len(request.prompts),
+            pooled_prompts=tuple(map(len, request.prompts)),
+        )
+
+    def responses_plan(self, body: Mapping[str, Any], timing: Timing | None = None) -> ResponsePlan:
+        """A Responses API answer: text, or a call of one of the request's function tools."""
+        profile = self.served.profile
+        store = self.responses
+        request = parse_responses_request(body, self.served, store.history, store.enabled)
+        params = request.params
+        if request.call is None:
+            generation = self.generate([request.prompt], params, timing)
+            choice = generation.choices[0]
+            pieces = self._pieces(choice)
+            offsets = generation.offsets
+            answer = Answer(
+                text=choice.text(self.tokenizer),
+                call=None,
+                arguments="",
+                output_tokens=len(choice.token_ids),
+                truncated=choice.finish_reason == "length",
+            )
+        else:
+            pieces, offsets, truncated = self._call(
+                request.call.parameters, request.prompt, params, timing
+            )
+            answer = Answer("", request.call, "".join(pieces), len(pieces), truncated)
+        head = response_head(request, profile)
+        plan = ResponsePlan(
+            stream=params.stream,
+            body_offset=offsets[-1] if offsets else 0.0,
+            prompt_tokens=len(request.prompt),
+            completion_tokens=answer.output_tokens,
+            finish_reasons=("length" if answer.truncated else "stop",),
+            token_offsets=offsets,
+            max_tokens=params.max_tokens,
+        )
+        if params.stream:
+            stream = ResponsesStream(profile, head, request, answer)
+            plan.events = responses_events(stream, pieces, offsets)
+        else:
+            plan.body = response_body(profile, head, request, answer)
+        if request.store:
+            said = (
+                {"role": "assistant", "content": answer.text}
+                if answer.call is None
+                else {"role": "assistant", "content": f"{answer.call.name}({answer.arguments})"}
+            )
+            # GET shows the non-streamed body.
+            stored = plan.body or response_body(profile, head, request, answer)
+            store.put(head.id, stored, [*request.messages, said])
+        return plan
+
+    def messages_plan(
+        self, body: Mapping[str, Any], request_id: str | None, timing: Timing | None = None
+    ) -> ResponsePlan:
+        """An Anthropic Messages answer: the chat completion vLLM runs, converted back."""
+        served = self.served
+        shape = served.profile.anthropic
+        assert shape is not None, "the route is only served by eras that have it"
+        request = parse_messages_request(body, served)
+        params = request.params
+        meta = self.wire.meta("chatcmpl", request.model, request_id)
+        call_input: Any = None
+        if request.call is None:
+            generation = self.generate([request.prompt], params, timing)
+            choice = generation.choices[0]
+            pieces = self._pieces(choice)
+            offsets = generation.offsets
+            finish = choice.finish_reason
+            stop_string = choice.stop_reason if isinstance(choice.stop_reason, str) else None
+        else:
+            pieces, offsets, truncated = self._call(
+                request.call.input_schema, request.prompt, params, timing
+            )
+            finish, stop_string = ("length" if truncated else "tool_calls"), None
+            try:
+                call_input = json.loads("".join(pieces))
+            except ValueError:
+                call_input = {}
+        reply = Reply(
+            pieces=pieces,
+            call=request.call,
+            call_id=f"chatcmpl-tool-{random_id(served.profile.id_hex_digits)}",
+            finish_reason=finish,
+            stop_string=stop_string,
+            prompt_tokens=len(request.prompt),
+            completion_tokens=len(pieces),
+        )
+        plan = ResponsePlan(
+            stream=params.stream,
+            body_offset=offsets[-1] if offsets else 0.0,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            finish_reasons=("length" if finish == "length" else "stop",),
+            token_offsets=offsets,
+            max_tokens=params.max_tokens,
+        )
+        if params.stream:
+            plan.events = messages_events(shape, meta, reply, offsets)
+        else:
+            plan.body = message_body(shape, meta, reply, call_input)
+        return plan
+
+    def _pieces(self, choice: ChoiceOutput) -> list[str]:
+        return [choice.text_at(self.tokenizer, i) for i in range(len(choice.token_ids))]
+
+    def _call(
+        self,
+        schema: Any,
+        prompt: Sequence[int],
+        params: GenerationParams,
+        timing: Timing | None,
+    ) -> tuple[list[str], list[float], bool]:
+        """A function call's arguments, one token per step (cut at max_tokens), when each
+        step is due, and whether it was cut."""
+        seed = params.seed if params.seed is not None else self._prompt_seed([prompt])
+        tokenizer = self.tokenizer
+        ids = tokenizer.encode(call_arguments(schema, seed))
+        pieces = [tokenizer.piece(token) for token in ids[: params.max_tokens]]
+        draws = timing is not None or self.latency.draws
+        rng = random.Random(seed) if draws else _NO_DRAWS
+        offsets = (timing or self.latency.token_offsets)(rng, len(prompt), len(pieces))
+        return pieces, offsets, len(pieces) < len(ids)
 
     def generate(
         self,

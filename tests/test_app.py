@@ -211,3 +211,54 @@ def test_api_key_guards_v1_only(make_app: Callable[..., Sanic]) -> None:
     assert response.status == 200
     _, response = app.test_client.get("/health")
     assert response.status == 200
+
+
+@pytest.mark.parametrize(
+    ("version", "present", "absent"),
+    [
+        ("0.8", ["/v1/embeddings", "/pooling"], ["/v1/responses", "/v1/messages"]),
+        ("0.11", ["/v1/responses"], ["/v1/messages", "/v1/messages/count_tokens"]),
+        ("0.14", ["/v1/responses", "/v1/messages"], ["/v1/messages/count_tokens"]),
+        ("0.17", ["/v1/messages", "/v1/messages/count_tokens"], []),
+    ],
+)
+def test_routes_per_era(
+    make_app: Callable[..., Sanic], version: str, present: list[str], absent: list[str]
+) -> None:
+    app = make_app(vllm_version=version)
+    for path in present:
+        # Served: a validation error for the empty body, not the router's 404.
+        assert post(app, path, {}).status == 400, path
+    for path in absent:
+        response = post(app, path, {})
+        assert response.status == 404, path
+        assert response.json == {"detail": "Not Found"}
+
+
+def test_count_tokens_counts_the_templated_prompt(make_app: Callable[..., Sanic]) -> None:
+    app = make_app(vllm_version="0.17")
+    messages = [{"role": "user", "content": "hi"}]
+    counted = post(app, "/v1/messages/count_tokens", {"model": "m", "messages": messages}).json
+    # "<|user|>\nhi</s>\n<|assistant|>\n", as the chat request vLLM builds.
+    assert counted == {"input_tokens": 7, "context_management": {"original_input_tokens": 7}}
+    served = post(
+        app, "/v1/messages", {"model": CHAT["model"], "max_tokens": 1, "messages": messages}
+    )
+    assert served.json["usage"]["input_tokens"] == 7
+
+
+def test_messages_handler_errors_are_anthropic_shaped(make_app: Callable[..., Sanic]) -> None:
+    app = make_app(vllm_version="0.33")
+    body = {"model": "x", "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
+    response = post(app, "/v1/messages", body)
+    assert response.status == 404
+    assert response.json["type"] == "error"
+    assert response.json["error"]["type"] == "not_found_error"
+    # An injected fault is the handler's error too.
+    body["model"] = CHAT["model"]
+    response = post(app, "/v1/messages", body, **{"X-Dummy-Fault": "503"})
+    assert response.status == 503
+    assert response.json["error"]["type"] == "overloaded_error"
+    # Validation stays OpenAI-shaped.
+    response = post(app, "/v1/messages", {"model": "x"})
+    assert response.json["error"]["type"] == "Bad Request"

@@ -13,9 +13,15 @@ from dummy_vllm.engine import Tokenizer
 from dummy_vllm.faults import Fault, FaultInjector, parse_fault
 from dummy_vllm.plan import ResponsePlan
 from dummy_vllm.protocol.errors import APIError
-from dummy_vllm.protocol.profiles import DEFAULT_PROFILE
-from dummy_vllm.protocol.requests import CHAT_ROUTE, COMPLETIONS_ROUTE, ServedModel
-from dummy_vllm.protocol.sse import DONE_EVENT
+from dummy_vllm.protocol.profiles import DEFAULT_PROFILE, V0_17, V0_33, Profile
+from dummy_vllm.protocol.requests import (
+    CHAT_ROUTE,
+    COMPLETIONS_ROUTE,
+    MESSAGES_ROUTE,
+    RESPONSES_ROUTE,
+    ServedModel,
+)
+from dummy_vllm.protocol.sse import DONE_EVENT, event_data
 from dummy_vllm.settings import (
     FaultSettings,
     FaultType,
@@ -138,7 +144,7 @@ def test_plan_faults_raise_no_error() -> None:
 @pytest.mark.parametrize("route", [CHAT_ROUTE, COMPLETIONS_ROUTE])
 def test_cut_keeps_n_tokens_and_drops_the_connection(route: str) -> None:
     original = plan(stream=True, route=route)
-    cut = Fault(FaultType.CUT, 3, 0.0).apply(original, DEFAULT_PROFILE, chat=False)
+    cut = Fault(FaultType.CUT, 3, 0.0).apply(original, DEFAULT_PROFILE, route)
     events = list(cut.events)
     assert len(token_events(events)) == 3
     assert all(event.data != DONE_EVENT for event in events)
@@ -152,7 +158,7 @@ def test_cut_keeps_n_tokens_and_drops_the_connection(route: str) -> None:
 
 def test_error_event_follows_n_tokens_then_done() -> None:
     faulted = Fault(FaultType.ERROR_EVENT, 2, 0.0).apply(
-        plan(stream=True), DEFAULT_PROFILE, chat=False
+        plan(stream=True), DEFAULT_PROFILE, COMPLETIONS_ROUTE
     )
     events = list(faulted.events)
     assert len(token_events(events)) == 2
@@ -170,7 +176,7 @@ def test_error_event_follows_n_tokens_then_done() -> None:
 def test_faults_strike_before_done_when_the_stream_is_shorter() -> None:
     events = list(
         Fault(FaultType.CUT, 50, 0.0)
-        .apply(plan(stream=True, max_tokens=4), DEFAULT_PROFILE, chat=False)
+        .apply(plan(stream=True, max_tokens=4), DEFAULT_PROFILE, COMPLETIONS_ROUTE)
         .events
     )
     assert len(token_events(events)) == 4
@@ -180,7 +186,7 @@ def test_faults_strike_before_done_when_the_stream_is_shorter() -> None:
 def test_stall_delays_every_event_after_n_tokens() -> None:
     planned = plan(stream=True)
     stalled = list(
-        Fault(FaultType.STALL, 3, 2.0).apply(planned, DEFAULT_PROFILE, chat=False).events
+        Fault(FaultType.STALL, 3, 2.0).apply(planned, DEFAULT_PROFILE, COMPLETIONS_ROUTE).events
     )
     original = list(planned.events)
     assert [event.data for event in stalled] == [event.data for event in original]
@@ -192,7 +198,7 @@ def test_stall_delays_every_event_after_n_tokens() -> None:
 def test_slow_first_byte_holds_the_headers() -> None:
     assert (
         Fault(FaultType.SLOW_FIRST_BYTE, 3, 1.5)
-        .apply(plan(stream=True), DEFAULT_PROFILE, chat=False)
+        .apply(plan(stream=True), DEFAULT_PROFILE, COMPLETIONS_ROUTE)
         .headers_offset
         == 1.5
     )
@@ -200,19 +206,59 @@ def test_slow_first_byte_holds_the_headers() -> None:
 
 def test_non_streamed_answers_are_broken_too() -> None:
     original = plan(stream=False)
-    stalled = Fault(FaultType.STALL, 3, 2.0).apply(original, DEFAULT_PROFILE, chat=False)
+    stalled = Fault(FaultType.STALL, 3, 2.0).apply(original, DEFAULT_PROFILE, COMPLETIONS_ROUTE)
     assert stalled.body_offset == pytest.approx(original.body_offset + 2.0)
     assert stalled.body == original.body
     assert list(stalled.token_offsets[:3]) == list(original.token_offsets[:3])
     assert stalled.token_offsets[3] == pytest.approx(original.token_offsets[3] + 2.0)
 
-    cut = Fault(FaultType.CUT, 3, 0.0).apply(original, DEFAULT_PROFILE, chat=False)
+    cut = Fault(FaultType.CUT, 3, 0.0).apply(original, DEFAULT_PROFILE, COMPLETIONS_ROUTE)
     assert cut.drop_connection
     assert cut.body == b""
 
-    failed = Fault(FaultType.ERROR_EVENT, 3, 0.0).apply(original, DEFAULT_PROFILE, chat=False)
+    failed = Fault(FaultType.ERROR_EVENT, 3, 0.0).apply(
+        original, DEFAULT_PROFILE, COMPLETIONS_ROUTE
+    )
     assert failed.status == 500
     assert json.loads(failed.body)["error"]["type"] == "InternalServerError"
     assert failed.body_offset == original.body_offset
     assert failed.completion_tokens == 0
     assert failed.finish_reasons == ("abort",)
+
+
+def named_plan(profile: Profile, route: str, stream: bool = True) -> ResponsePlan:
+    served = SyntheticModel(
+        SyntheticSettings(), ServedModel("m", "m", 2048, Tokenizer(), Limits(), profile=profile), 0
+    )
+    if route == RESPONSES_ROUTE:
+        body: dict[str, Any] = {"input": "hi", "max_output_tokens": 6}
+    else:
+        body = {"model": "m", "max_tokens": 6, "messages": [{"role": "user", "content": "hi"}]}
+    return served.respond(route, {**body, "stream": stream}, None)
+
+
+def test_error_events_take_the_shape_of_the_route() -> None:
+    fault = Fault(FaultType.ERROR_EVENT, 2, 0.0)
+    events = list(fault.apply(named_plan(V0_33, RESPONSES_ROUTE), V0_33, RESPONSES_ROUTE).events)
+    assert len(token_events(events)) == 2
+    assert events[-1].data.startswith(b"event: error\ndata: ")
+    error = json.loads(event_data(events[-1].data))
+    # Numbered after every event before it; no [DONE] in a Responses stream.
+    assert error["sequence_number"] == len(events) - 1
+    assert error["type"] == "error"
+    events = list(fault.apply(named_plan(V0_17, MESSAGES_ROUTE), V0_17, MESSAGES_ROUTE).events)
+    error_event, done = events[-2:]
+    assert json.loads(event_data(error_event.data))["error"]["type"] == "internal_error"
+    assert done.data == DONE_EVENT
+    failed = fault.apply(named_plan(V0_33, MESSAGES_ROUTE, False), V0_33, MESSAGES_ROUTE)
+    assert failed.status == 500
+    assert json.loads(failed.body)["error"]["type"] == "api_error"
+
+
+def test_a_short_named_stream_is_struck_before_its_last_event() -> None:
+    cut = Fault(FaultType.CUT, 50, 0.0).apply(
+        named_plan(V0_33, RESPONSES_ROUTE), V0_33, RESPONSES_ROUTE
+    )
+    events = list(cut.events)
+    assert len(token_events(events)) == 6
+    assert not any(b"response.incomplete" in event.data for event in events)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import random
 
-from dummy_vllm.protocol.sse import DONE_EVENT, EventSplitter, event_data, frame, is_done
+from dummy_vllm.protocol.sse import (
+    DONE_EVENT,
+    EventSplitter,
+    event_data,
+    event_name,
+    frame,
+    is_done,
+    named_frame,
+)
 
 
 def test_frame_and_read_back() -> None:
@@ -43,3 +51,15 @@ def test_splitter_keeps_a_cut_off_event_as_the_rest() -> None:
     assert splitter.pending == len(b"data: 2\n")
     assert splitter.rest() == b"data: 2\n"
     assert splitter.pending == 0
+
+
+def test_named_events_frame_and_read_back() -> None:
+    event = named_frame("response.created", b'{"a":1}')
+    assert event == b'event: response.created\ndata: {"a":1}\n\n'
+    assert event_name(event) == "response.created"
+    assert event_data(event) == b'{"a":1}'
+    assert event_name(frame(b"{}")) is None
+    assert not is_done(event)
+    splitter = EventSplitter()
+    assert splitter.feed(event[:9]) == []
+    assert splitter.feed(event[9:] + DONE_EVENT) == [event, DONE_EVENT]

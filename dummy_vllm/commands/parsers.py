@@ -8,6 +8,7 @@ annotation would make it ask for several arguments), while the values stay plain
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import NewType
 
@@ -17,6 +18,7 @@ from ..settings import FaultType
 
 Pair = NewType("Pair", tuple[str, str])
 FaultTypes = NewType("FaultTypes", tuple[FaultType, ...])
+Strings = NewType("Strings", tuple[str, ...])
 
 
 def pair_parser(separator: str, form: str) -> Callable[[str], Pair]:
@@ -46,3 +48,14 @@ def fault_types(text: str) -> FaultTypes:
             f"unknown fault type(s) {', '.join(unknown)}; known: {', '.join(known)}"
         )
     return FaultTypes(tuple(dict.fromkeys(FaultType(name) for name in names)))
+
+
+def json_strings(text: str) -> Strings:
+    """A JSON list of strings, as vLLM's CORS flags take it: ``'["http://a.example"]'``."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise typer.BadParameter(f"expected a JSON list of strings, got {text!r}")
+    return Strings(tuple(value))

@@ -12,6 +12,7 @@ from ..recording.store import SessionSummary, Store
 from ..settings import (
     DEFAULT_MODEL,
     AgentSettings,
+    CorsSettings,
     FaultSettings,
     JitterDistribution,
     LatencySettings,
@@ -43,6 +44,7 @@ SCHEDULER = "Scheduler (per worker)"
 FAULTS = "Fault injection"
 METRICS = "Metrics"
 AGENTS = "Tools, structured outputs and reasoning"
+SURFACE = "Embeddings, Responses API and CORS"
 ERAS = ", ".join(profile.name for profile in PROFILES)
 
 
@@ -383,6 +385,65 @@ def serve(
         help="Record no metrics and do not serve /metrics (404).",
         rich_help_panel=METRICS,
     ),
+    embedding_dimensions: int = typer.Option(
+        Settings().embedding_dimensions,
+        envvar="DUMMY_VLLM_EMBEDDING_DIMENSIONS",
+        help="Size of the vectors /v1/embeddings answers; requests may ask for fewer "
+        "('dimensions').",
+        rich_help_panel=SURFACE,
+    ),
+    embedding_delay: float = typer.Option(
+        0.0,
+        envvar="DUMMY_VLLM_EMBEDDING_DELAY",
+        help="Time an embeddings or /pooling request takes, ms, before the per-token cost.",
+        rich_help_panel=SURFACE,
+    ),
+    embedding_delay_per_token: float = typer.Option(
+        0.0,
+        envvar="DUMMY_VLLM_EMBEDDING_DELAY_PER_TOKEN",
+        help="Extra embeddings or /pooling time per prompt token of all inputs, ms.",
+        rich_help_panel=SURFACE,
+    ),
+    enable_responses_store: bool = typer.Option(
+        False,
+        "--enable-responses-store",
+        envvar="DUMMY_VLLM_ENABLE_RESPONSES_STORE",
+        help="Keep Responses API answers for GET /v1/responses/{id} and previous_response_id "
+        "(vLLM's VLLM_ENABLE_RESPONSES_API_STORE=1); the newest 1000 per worker.",
+        rich_help_panel=SURFACE,
+    ),
+    allowed_origins: parsers.Strings | None = typer.Option(
+        None,
+        envvar="DUMMY_VLLM_ALLOWED_ORIGINS",
+        parser=parsers.json_strings,
+        metavar="JSON",
+        help="CORS origins, a JSON list ('[\"http://a.example\"]'). Default: the era's, "
+        '["*"] up to 0.23, none from 0.24.',
+        rich_help_panel=SURFACE,
+    ),
+    allowed_methods: parsers.Strings = typer.Option(
+        '["*"]',
+        envvar="DUMMY_VLLM_ALLOWED_METHODS",
+        parser=parsers.json_strings,
+        metavar="JSON",
+        help="CORS methods, a JSON list.",
+        rich_help_panel=SURFACE,
+    ),
+    allowed_headers: parsers.Strings = typer.Option(
+        '["*"]',
+        envvar="DUMMY_VLLM_ALLOWED_HEADERS",
+        parser=parsers.json_strings,
+        metavar="JSON",
+        help="CORS request headers, a JSON list.",
+        rich_help_panel=SURFACE,
+    ),
+    allow_credentials: bool = typer.Option(
+        False,
+        "--allow-credentials",
+        envvar="DUMMY_VLLM_ALLOW_CREDENTIALS",
+        help="CORS: allow credentials.",
+        rich_help_panel=SURFACE,
+    ),
 ) -> None:
     """Serve vLLM's OpenAI-compatible API: synthetic text on configured timing, or recorded
     sessions with their real timing (--replay)."""
@@ -407,6 +468,8 @@ def serve(
                     itl_jitter=token_delay_jitter / 1000,
                     distribution=jitter_distribution,
                     prefill_per_token=prefill_per_token / 1000,
+                    pooling=embedding_delay / 1000,
+                    pooling_per_token=embedding_delay_per_token / 1000,
                 ),
                 eos_rate=eos_rate,
                 echo_prompt=echo_prompt,
@@ -418,6 +481,14 @@ def serve(
                     reasoning_ratio=reasoning_ratio,
                 ),
                 default_length=OutputLength(default_output_tokens, default_output_spread),
+                responses_store=enable_responses_store,
+            ),
+            embedding_dimensions=embedding_dimensions,
+            cors=CorsSettings(
+                origins=allowed_origins,
+                methods=allowed_methods,
+                headers=allowed_headers,
+                credentials=allow_credentials,
             ),
             limits=Limits(max_body_bytes=max_body_bytes, max_n=max_n),
             replay=ReplaySettings(

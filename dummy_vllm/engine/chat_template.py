@@ -20,6 +20,7 @@ _PLACEHOLDERS = {
 def render_chat_prompt(
     messages: Sequence[Mapping[str, Any]],
     tools: Mapping[str, Mapping[str, Any] | None] | None = None,
+    *,
     add_generation_prompt: bool = True,
 ) -> str:
     """Render already validated messages as::

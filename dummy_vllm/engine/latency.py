@@ -47,6 +47,8 @@ class LatencyModel:
         self._ttft = settings.ttft
         self._itl = settings.itl
         self._prefill_per_token = settings.prefill_per_token
+        self._pooling = settings.pooling
+        self._pooling_per_token = settings.pooling_per_token
         self._ttft_sampler = _sampler(settings.ttft, settings.ttft_jitter, settings.distribution)
         self._itl_sampler = _sampler(settings.itl, settings.itl_jitter, settings.distribution)
 
@@ -73,3 +75,8 @@ class LatencyModel:
             else map(self._itl_sampler, repeat(rng, count - 1))
         )
         return list(accumulate(steps, initial=first))
+
+    def pooling_offset(self, prompt_tokens: int) -> float:
+        """Seconds after arrival at which an embeddings or pooling answer is due: a fixed cost
+        plus a cost per prompt token of all its inputs."""
+        return self._pooling + self._pooling_per_token * prompt_tokens

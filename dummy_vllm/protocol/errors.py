@@ -11,6 +11,7 @@ suffix) is applied when it is rendered, from the ``Profile``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -197,3 +198,16 @@ def value_error(message: str, body: Any, parameter: str | None = None) -> Valida
         ],
         parameter,
     )
+
+
+def literal_error(loc: tuple[Any, ...], value: Any, allowed: Sequence[str]) -> dict[str, Any]:
+    """pydantic's error for a value outside a ``Literal``: "Input should be 'a', 'b' or 'c'"."""
+    options = [f"'{option}'" for option in allowed]
+    expected = " or ".join([", ".join(options[:-1]), options[-1]] if len(options) > 1 else options)
+    return {
+        "type": "literal_error",
+        "loc": loc,
+        "msg": f"Input should be {expected}",
+        "input": value,
+        "ctx": {"expected": expected},
+    }

@@ -34,6 +34,102 @@ class ContextRule(StrEnum):
     CLAMP = "clamp"
 
 
+class StreamItemId(StrEnum):
+    """How a streamed Responses message item is named."""
+
+    # str(uuid.uuid4()), dashes included (up to 0.17).
+    UUID4 = "uuid4"
+    # random_uuid() without a prefix (0.18-0.23).
+    HEX = "hex"
+    # "msg_" + random_uuid(), as the non-streamed body names it (0.24+).
+    MSG = "msg"
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddingsShape:
+    """``/v1/embeddings`` and ``/pooling`` of one era (``serving_embedding.py``, ``pooling/``)."""
+
+    # Floats as orjson writes numpy float32 (shortest float32 repr, 0.21+), else as
+    # ``json.dumps`` writes ``tensor.tolist()`` (the float32 value's double repr).
+    float32_repr: bool
+    # ``dimensions`` outside [1, hidden size] is refused with the 0.24+ wording; before, only
+    # values below 1 are refused and larger ones give the whole vector.
+    dimensions_range_check: bool
+    # An unknown ``model`` is ignored (0.24+ never checks it), else 404.
+    ignore_unknown_model: bool
+    # The refusal of truncate_prompt_tokens beyond the context (reworded in 0.21).
+    truncate_too_large: str
+    # /pooling: its id prefix ("pool" up to 0.14, "pooling" from 0.15), and whether it answers
+    # one vector per prompt token (the token_embed task, up to 0.14) or one per prompt.
+    pooling_id_prefix: str
+    pooling_per_token: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ResponsesShape:
+    """``/v1/responses`` of one era (``serving_responses.py``, ``openai/responses/``)."""
+
+    # ResponsesResponse as the non-streamed body and GET show it, in vLLM's field order.
+    body_keys: tuple[str, ...]
+    # The response object inside response.created / in_progress / completed events: 0.10-0.11
+    # re-validate it into openai's Response model (openai's order, its extra nulls, a float
+    # created_at); later eras send vLLM's own model, as the body.
+    stream_response_keys: tuple[str, ...]
+    stream_float_created_at: bool
+    usage_input_details: tuple[str, ...]
+    usage_output_details: tuple[str, ...]
+    stream_item_id: StreamItemId
+    # The engine step that ends on EOS still yields an empty ``"delta":""`` event (<= 0.20).
+    empty_final_delta: bool
+    # output_item.done of a message carries ``"summary":[]`` (<= 0.23).
+    item_done_summary: bool
+    # finish_reason length: ``"status":"incomplete"`` with incomplete_details (0.12+).
+    incomplete_status: bool
+    # ...and a ``response.incomplete`` terminal event, the item marked incomplete and the
+    # streamed items reused in the final response (0.24+).
+    incomplete_event: bool
+    # Function tools are served (0.12+); before, non-Harmony models refuse them.
+    tools: bool
+    function_call_keys: tuple[str, ...]
+    # ``param`` of the unknown-response 404 ("response_id", 0.24+).
+    not_found_param: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AnthropicShape:
+    """``/v1/messages`` of one era (``anthropic/serving_messages.py``, ``anthropic/serving.py``)."""
+
+    # POST /v1/messages/count_tokens exists (0.15+).
+    count_tokens: bool
+    # message_start's message as set explicitly (``exclude_unset``), in field order.
+    message_start_keys: tuple[str, ...]
+    # message_delta's delta also names ``stop_sequence`` (0.24+).
+    delta_stop_sequence: bool
+    # A bare ``data: [DONE]`` follows message_stop and in-stream errors (<= 0.17).
+    trailing_done: bool
+    # The chat chunk carrying finish_reason is skipped whole, its token lost (0.12-0.14).
+    drops_finish_chunk: bool
+    # Non-streamed content: "always" opens with a text block ("" if none, 0.12-0.14),
+    # "nonempty" only when there is text (may be []), "never-empty" adds "" to an empty list.
+    text_block: str
+    # A matched stop string answers stop_reason "stop_sequence" and names it (0.24+).
+    stop_sequence_reason: bool
+    # error.type is derived from the status (0.24+), else vLLM's OpenAI-style type.
+    error_types_by_status: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorShape:
+    """The dev-mode routes' answers (``entrypoints/serve/*``, 0.11 ``api_server.py``)."""
+
+    # /sleep, /wake_up and /reset_prefix_cache answer JSON (0.24+) instead of an empty 200.
+    json_bodies: bool
+    # /server_info's keys besides vllm_config.
+    server_info_keys: tuple[str, ...]
+    # /v1/load_lora_adapter takes ``load_inplace`` and says so when refusing a reload (0.15+).
+    lora_load_inplace: bool
+
+
 @dataclass(frozen=True, slots=True)
 class Profile:
     """The wire contract of one vLLM era. Key tuples are in the order vLLM serialises them."""
@@ -152,6 +248,17 @@ class Profile:
     # ``finished_reason`` label values pre-created on vllm:request_success.
     finished_reasons: tuple[str, ...]
 
+    # --- the rest of the API surface -------------------------------------------------------------
+    embeddings: EmbeddingsShape
+    # None: the era has no such route (404).
+    responses: ResponsesShape | None
+    anthropic: AnthropicShape | None
+    operator: OperatorShape
+    # CORS: --allowed-origins when not given ("*" until 0.23; none from 0.24), and whether the
+    # era's Starlette (>= 1.0) adds Vary to every answer and QUERY to the allowed methods.
+    cors_origins: tuple[str, ...]
+    cors_starlette_1: bool
+
 
 _V08_CHAT_MESSAGE = ("role", "reasoning_content", "content", "tool_calls")
 _V010_CHAT_MESSAGE = (
@@ -264,6 +371,188 @@ _REASONING_PARSERS_V033 = _names(
 )
 _NEEDS_PARSER = "requires --tool-call-parser to be set"
 
+# --- the rest of the API surface (notes: api-surface.md; files named per field above) ------------
+_RESPONSES_HEAD = ("id", "created_at")
+_RESPONSES_MIDDLE = (
+    "parallel_tool_calls",
+    "temperature",
+    "tool_choice",
+    "tools",
+    "top_p",
+    "background",
+    "max_output_tokens",
+    "max_tool_calls",
+    "previous_response_id",
+    "prompt",
+)
+_RESPONSES_TAIL = (
+    "reasoning",
+    "service_tier",
+    "status",
+    "text",
+    "top_logprobs",
+    "truncation",
+    "usage",
+    "user",
+)
+_RESPONSES_OBJECT = ("instructions", "metadata", "model", "object", "output")
+_RESPONSE_MESSAGES = ("input_messages", "output_messages")
+_RESPONSES_BODY_V0101 = (
+    *_RESPONSES_HEAD,
+    *_RESPONSES_OBJECT,
+    *_RESPONSES_MIDDLE,
+    *_RESPONSES_TAIL,
+)
+_RESPONSES_BODY_V011 = (
+    *_RESPONSES_HEAD,
+    "incomplete_details",
+    *_RESPONSES_OBJECT,
+    *_RESPONSE_MESSAGES,
+    *_RESPONSES_MIDDLE,
+    *_RESPONSES_TAIL,
+)
+_RESPONSES_BODY_V014 = (
+    *_RESPONSES_HEAD,
+    "incomplete_details",
+    *_RESPONSES_OBJECT,
+    *_RESPONSES_MIDDLE,
+    *_RESPONSES_TAIL,
+    *_RESPONSE_MESSAGES,
+)
+_PENALTIES = ("presence_penalty", "frequency_penalty", "kv_transfer_params")
+_RESPONSES_BODY_V020 = (*_RESPONSES_BODY_V014[:-2], *_PENALTIES, *_RESPONSE_MESSAGES)
+_RESPONSES_BODY_V033 = (
+    *_RESPONSES_HEAD,
+    "incomplete_details",
+    *_RESPONSES_OBJECT,
+    *_RESPONSES_MIDDLE,
+    "prompt_cache_options",
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "reasoning",
+    "safety_identifier",
+    *_RESPONSES_TAIL[1:],
+    *_PENALTIES,
+    "ec_transfer_params",
+    *_RESPONSE_MESSAGES,
+)
+# openai 1.109's Response model, which 0.10-0.11 streams re-validate their response into; the
+# vLLM-only fields trail as extras.
+_OPENAI_RESPONSE_V1 = (
+    *_RESPONSES_HEAD,
+    "error",
+    "incomplete_details",
+    *_RESPONSES_OBJECT,
+    *_RESPONSES_MIDDLE[:6],
+    "conversation",
+    *_RESPONSES_MIDDLE[6:],
+    "prompt_cache_key",
+    "reasoning",
+    "safety_identifier",
+    *_RESPONSES_TAIL[1:],
+)
+_PER_TURN_INPUT = ("input_tokens_per_turn", "cached_tokens_per_turn")
+_PER_TURN_OUTPUT = ("output_tokens_per_turn", "tool_output_tokens_per_turn")
+_FUNCTION_CALL = ("arguments", "call_id", "name", "type", "id", "status")
+RESPONSES_V0101 = ResponsesShape(
+    body_keys=_RESPONSES_BODY_V0101,
+    stream_response_keys=_OPENAI_RESPONSE_V1,
+    stream_float_created_at=True,
+    usage_input_details=("cached_tokens",),
+    usage_output_details=("reasoning_tokens",),
+    stream_item_id=StreamItemId.UUID4,
+    empty_final_delta=True,
+    item_done_summary=True,
+    incomplete_status=False,
+    incomplete_event=False,
+    tools=False,
+    function_call_keys=_FUNCTION_CALL,
+    not_found_param=None,
+)
+_RESPONSES_V011 = replace(
+    RESPONSES_V0101,
+    body_keys=_RESPONSES_BODY_V011,
+    stream_response_keys=(*_OPENAI_RESPONSE_V1, *_RESPONSE_MESSAGES),
+    usage_output_details=("reasoning_tokens", "tool_output_tokens"),
+)
+_RESPONSES_V014 = replace(
+    _RESPONSES_V011,
+    body_keys=_RESPONSES_BODY_V014,
+    stream_response_keys=_RESPONSES_BODY_V014,
+    stream_float_created_at=False,
+    usage_input_details=("cached_tokens", *_PER_TURN_INPUT),
+    usage_output_details=("reasoning_tokens", "tool_output_tokens", *_PER_TURN_OUTPUT),
+    incomplete_status=True,
+    tools=True,
+)
+_RESPONSES_V020 = replace(
+    _RESPONSES_V014,
+    body_keys=_RESPONSES_BODY_V020,
+    stream_response_keys=_RESPONSES_BODY_V020,
+    stream_item_id=StreamItemId.HEX,
+)
+_RESPONSES_V023 = replace(_RESPONSES_V020, empty_final_delta=False)
+_RESPONSES_V033 = replace(
+    _RESPONSES_V023,
+    body_keys=_RESPONSES_BODY_V033,
+    stream_response_keys=_RESPONSES_BODY_V033,
+    usage_input_details=("cached_tokens", "cache_write_tokens", *_PER_TURN_INPUT),
+    stream_item_id=StreamItemId.MSG,
+    item_done_summary=False,
+    incomplete_event=True,
+    function_call_keys=(*_FUNCTION_CALL[:-1], "namespace", "status"),
+    not_found_param="response_id",
+)
+_ANTHROPIC_V014 = AnthropicShape(
+    count_tokens=False,
+    message_start_keys=("id", "content", "model", "usage"),
+    delta_stop_sequence=False,
+    trailing_done=True,
+    drops_finish_chunk=True,
+    text_block="always",
+    stop_sequence_reason=False,
+    error_types_by_status=False,
+)
+_ANTHROPIC_V017 = replace(
+    _ANTHROPIC_V014,
+    count_tokens=True,
+    message_start_keys=("id", "content", "model", "stop_reason", "stop_sequence", "usage"),
+    drops_finish_chunk=False,
+    text_block="nonempty",
+)
+_ANTHROPIC_V020 = replace(_ANTHROPIC_V017, trailing_done=False)
+_ANTHROPIC_V033 = replace(
+    _ANTHROPIC_V020,
+    message_start_keys=(
+        "id",
+        "type",
+        "role",
+        "content",
+        "model",
+        "stop_reason",
+        "stop_sequence",
+        "usage",
+    ),
+    delta_stop_sequence=True,
+    text_block="never-empty",
+    stop_sequence_reason=True,
+    error_types_by_status=True,
+)
+_EMBEDDINGS_V08 = EmbeddingsShape(
+    float32_repr=False,
+    dimensions_range_check=False,
+    ignore_unknown_model=False,
+    truncate_too_large="truncate_prompt_tokens value is greater than max_model_len. Please, "
+    "select a smaller truncation size.",
+    pooling_id_prefix="pool",
+    pooling_per_token=True,
+)
+_EMBEDDINGS_V017 = replace(_EMBEDDINGS_V08, pooling_id_prefix="pooling", pooling_per_token=False)
+_OPERATOR_V08 = OperatorShape(json_bodies=False, server_info_keys=(), lora_load_inplace=False)
+_OPERATOR_V017 = replace(
+    _OPERATOR_V08, server_info_keys=("vllm_env", "system_env"), lora_load_inplace=True
+)
+
 V0_8 = Profile(
     name="0.8",
     first_release="0.8.0",
@@ -322,6 +611,12 @@ V0_8 = Profile(
     inter_token_latency_metric=False,
     request_time_per_output_token_metric=False,
     finished_reasons=_FINISHED_V08,
+    embeddings=_EMBEDDINGS_V08,
+    responses=None,
+    anthropic=None,
+    operator=_OPERATOR_V08,
+    cors_origins=("*",),
+    cors_starlette_1=False,
 )
 # Each era as the changes from the one before (the notes cite the release and file of each).
 V0_10_1 = replace(
@@ -341,6 +636,7 @@ V0_10_1 = replace(
     reasoning_parsers=_REASONING_PARSERS_V010,
     kv_cache_usage_metrics=("vllm:gpu_cache_usage_perc", "vllm:kv_cache_usage_perc"),
     prefix_cache_metric_prefixes=("vllm:gpu_prefix_cache", "vllm:prefix_cache"),
+    responses=RESPONSES_V0101,
 )
 V0_11 = replace(
     V0_10_1,
@@ -366,6 +662,7 @@ V0_11 = replace(
     prefix_cache_metric_prefixes=("vllm:prefix_cache",),
     inter_token_latency_metric=True,
     request_time_per_output_token_metric=True,
+    responses=_RESPONSES_V011,
 )
 V0_14 = replace(
     V0_11,
@@ -389,6 +686,9 @@ V0_14 = replace(
     completion_response_format=True,
     time_per_output_token_metric=False,
     finished_reasons=(*_FINISHED_V08, "error"),
+    responses=_RESPONSES_V014,
+    anthropic=_ANTHROPIC_V014,
+    operator=replace(_OPERATOR_V08, server_info_keys=("vllm_env",)),
 )
 V0_17 = replace(
     V0_14,
@@ -410,6 +710,9 @@ V0_17 = replace(
     required_tool_needs_parser='tool_choice="required" ' + _NEEDS_PARSER,
     reasoning_delta_keys=("reasoning",),
     finished_reasons=(*_FINISHED_V08, "error", "repetition"),
+    embeddings=_EMBEDDINGS_V017,
+    anthropic=_ANTHROPIC_V017,
+    operator=_OPERATOR_V017,
 )
 V0_20 = replace(
     V0_17,
@@ -421,6 +724,8 @@ V0_20 = replace(
     completion_context_rule=ContextRule.REQUESTED_OUTPUT,
     tool_parsers=_TOOL_PARSERS_V020,
     reasoning_parsers=_REASONING_PARSERS_V020,
+    responses=_RESPONSES_V020,
+    anthropic=_ANTHROPIC_V020,
 )
 V0_23 = replace(
     V0_20,
@@ -436,6 +741,13 @@ V0_23 = replace(
     tool_parsers=_TOOL_PARSERS_V023,
     reasoning_parsers=_REASONING_PARSERS_V023,
     empty_tools_refused=True,
+    responses=_RESPONSES_V023,
+    embeddings=replace(
+        _EMBEDDINGS_V017,
+        float32_repr=True,
+        truncate_too_large="truncate_prompt_tokens value is greater than max_model_len. Please "
+        "request a smaller truncation size.",
+    ),
 )
 V0_33 = replace(
     V0_23,
@@ -466,6 +778,12 @@ V0_33 = replace(
     auto_tool_finish_content=False,
     tool_delta_content_null=True,
     reasoning_usage_details=True,
+    embeddings=replace(V0_23.embeddings, dimensions_range_check=True, ignore_unknown_model=True),
+    responses=_RESPONSES_V033,
+    anthropic=_ANTHROPIC_V033,
+    operator=replace(_OPERATOR_V017, json_bodies=True),
+    cors_origins=(),
+    cors_starlette_1=True,
 )
 
 # Oldest first.

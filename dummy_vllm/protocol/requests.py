@@ -30,6 +30,14 @@ MODELS_ROUTE = "/v1/models"
 VERSION_ROUTE = "/version"
 TOKENIZE_ROUTE = "/tokenize"
 DETOKENIZE_ROUTE = "/detokenize"
+EMBEDDINGS_ROUTE = "/v1/embeddings"
+POOLING_ROUTE = "/pooling"
+RESPONSES_ROUTE = "/v1/responses"
+# Sanic path templates: the id is the last segment.
+RESPONSE_ROUTE = "/v1/responses/<response_id>"
+RESPONSE_CANCEL_ROUTE = "/v1/responses/<response_id>/cancel"
+MESSAGES_ROUTE = "/v1/messages"
+COUNT_TOKENS_ROUTE = "/v1/messages/count_tokens"
 GENERATION_ROUTES = (CHAT_ROUTE, COMPLETIONS_ROUTE)
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 GREEDY_EPSILON = 1e-5
@@ -50,6 +58,9 @@ class ServedModel:
     version: str = DEFAULT_PROFILE.version
     # Tool-call and reasoning flags the server was started with.
     agent: AgentSettings = field(default_factory=AgentSettings)
+    embedding_dimensions: int = 1024
+    # LoRA adapters loaded at runtime (/v1/load_lora_adapter): name -> path, per worker.
+    adapters: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def fingerprint(self) -> str:
@@ -393,11 +404,15 @@ def _check_stream_options(
     return include_usage, include_usage and parsed.get("continuous_usage_stats", False)
 
 
-def _resolve_model(fields: Mapping[str, Any], served: ServedModel) -> str:
+def resolve_model(fields: Mapping[str, Any], served: ServedModel) -> str:
+    """The model a request names (a loaded LoRA adapter answers under its own name); 404 for
+    an unknown one."""
     name = fields.get("model")
-    if name and name != served.name:
-        raise model_not_found(name, (served.name,), served.profile)
-    return served.name
+    if not name or name == served.name:
+        return served.name
+    if name in served.adapters:
+        return str(name)
+    raise model_not_found(name, (served.name,), served.profile)
 
 
 def _sampling_params(
@@ -562,7 +577,7 @@ def parse_completion_request(body: Mapping[str, Any], served: ServedModel) -> Co
         raise value_error("`logprobs` must be a positive value.", body)
     include_usage, continuous = _check_stream_options(body, fields, served.profile)
     constraint = parse_constraint(fields, served.profile, chat=False)
-    model = _resolve_model(fields, served)
+    model = resolve_model(fields, served)
     prompt = fields["prompt"]
     prompts = _prompt_token_lists(prompt, body, served)
     if any(not prompt for prompt in prompts):
@@ -665,7 +680,7 @@ def parse_chat_request(body: Mapping[str, Any], served: ServedModel) -> ChatRequ
     include_usage, continuous = _check_stream_options(body, fields, served.profile)
     constraint = parse_constraint(fields, served.profile, chat=True)
     tools = parse_tools(fields, served.profile, served.agent)
-    model = _resolve_model(fields, served)
+    model = resolve_model(fields, served)
     prompt = served.tokenizer.encode(render_chat_prompt(messages, tools.tools))
     requested = requested_max_tokens(CHAT_ROUTE, fields)
     field = "max_completion_tokens" if "max_completion_tokens" in fields else "max_tokens"

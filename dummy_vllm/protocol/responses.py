@@ -711,20 +711,29 @@ def completion_events(
 
 
 def models_body(
-    name: str, root: str, max_model_len: int, created: int, id_hex_digits: int
+    name: str,
+    root: str,
+    max_model_len: int,
+    created: int,
+    id_hex_digits: int,
+    adapters: Mapping[str, str] | None = None,
 ) -> bytes:
+    """The served model's card, then one per LoRA adapter (its path as root, the model as
+    parent, no context length), as vLLM lists them."""
+    cards: list[tuple[str, str, str | None, int | None]] = [(name, root, None, max_model_len)]
+    cards += [(adapter, path, name, None) for adapter, path in (adapters or {}).items()]
     return dumps(
         {
             "object": "list",
             "data": [
                 {
-                    "id": name,
+                    "id": card_id,
                     "object": "model",
                     "created": created,
                     "owned_by": "vllm",
-                    "root": root,
-                    "parent": None,
-                    "max_model_len": max_model_len,
+                    "root": card_root,
+                    "parent": parent,
+                    "max_model_len": length,
                     "permission": [
                         {
                             "id": f"modelperm-{random_id(id_hex_digits)}",
@@ -742,6 +751,7 @@ def models_body(
                         }
                     ],
                 }
+                for card_id, card_root, parent, length in cards
             ],
         }
     )

@@ -1,6 +1,8 @@
 """Server-sent events as vLLM writes them: ``data: <json>\\n\\n`` per event, ``data: [DONE]``
-last. The one place that knows the framing: responses build events with it, record mode splits
-upstream bytes with it, replay and the store read recorded events with it."""
+last. The Responses and Anthropic routes name their events (``event: <name>\\ndata: <json>``)
+and end without ``[DONE]`` (Anthropic sends one anyway up to 0.17). The one place that knows
+the framing: responses build events with it, record mode splits upstream bytes with it, replay
+and the store read recorded events with it."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ SSE_MEDIA_TYPE = "text/event-stream"
 SSE_CONTENT_TYPE = f"{SSE_MEDIA_TYPE}; charset=utf-8"
 EVENT_SEPARATOR = b"\n\n"
 DATA_PREFIX = b"data: "
+EVENT_PREFIX = b"event: "
 DONE_PAYLOAD = b"[DONE]"
 # The last event as it starts on the wire (a prefix to look for in stored events).
 DONE_LINE = DATA_PREFIX + DONE_PAYLOAD
@@ -17,6 +20,19 @@ DONE_EVENT = DONE_LINE + EVENT_SEPARATOR
 def frame(payload: bytes) -> bytes:
     """One event carrying ``payload``."""
     return DATA_PREFIX + payload + EVENT_SEPARATOR
+
+
+def named_frame(name: str, payload: bytes) -> bytes:
+    """One named event carrying ``payload``."""
+    return b"%b%b\n%b%b%b" % (EVENT_PREFIX, name.encode(), DATA_PREFIX, payload, EVENT_SEPARATOR)
+
+
+def event_name(event: bytes) -> str | None:
+    """The name of an event (its ``event:`` line), None for an unnamed one."""
+    for line in event.splitlines():
+        if line.startswith(b"event:"):
+            return line[6:].strip().decode(errors="replace")
+    return None
 
 
 def event_data(event: bytes) -> bytes:

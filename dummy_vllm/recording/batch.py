@@ -42,7 +42,10 @@ from ..settings import RecordSettings
 from .recorder import FORWARDED_ROUTES, Recorder, UpstreamCall
 from .store import ExchangeRecord, Outcome, percentile
 
-POST_ROUTES = frozenset(path for method, path in FORWARDED_ROUTES if method == "POST")
+# Templated paths (a response's cancel) name no route a file can send to.
+POST_ROUTES = frozenset(
+    path for method, path in FORWARDED_ROUTES if method == "POST" and "<" not in path
+)
 _HEADERS = {"content-type": "application/json", "user-agent": "dummy-vllm-record"}
 
 

@@ -46,8 +46,15 @@ from ..protocol.errors import APIError
 from ..protocol.requests import (
     CHAT_ROUTE,
     COMPLETIONS_ROUTE,
+    COUNT_TOKENS_ROUTE,
     DETOKENIZE_ROUTE,
+    EMBEDDINGS_ROUTE,
+    MESSAGES_ROUTE,
     MODELS_ROUTE,
+    POOLING_ROUTE,
+    RESPONSE_CANCEL_ROUTE,
+    RESPONSE_ROUTE,
+    RESPONSES_ROUTE,
     TOKENIZE_ROUTE,
     VERSION_ROUTE,
 )
@@ -59,7 +66,8 @@ from .store import ExchangeRecord, Outcome, Store, StoreError
 
 logger = logging.getLogger("dummy_vllm.recorder")
 
-# Forwarded and recorded; everything else is answered locally (probes) or 404.
+# Forwarded and recorded (whichever the upstream serves); everything else is answered locally
+# (probes) or 404. Paths are Sanic templates: ``<response_id>`` is one path segment.
 FORWARDED_ROUTES: tuple[tuple[str, str], ...] = (
     ("POST", CHAT_ROUTE),
     ("POST", COMPLETIONS_ROUTE),
@@ -67,6 +75,13 @@ FORWARDED_ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", VERSION_ROUTE),
     ("POST", TOKENIZE_ROUTE),
     ("POST", DETOKENIZE_ROUTE),
+    ("POST", EMBEDDINGS_ROUTE),
+    ("POST", POOLING_ROUTE),
+    ("POST", RESPONSES_ROUTE),
+    ("GET", RESPONSE_ROUTE),
+    ("POST", RESPONSE_CANCEL_ROUTE),
+    ("POST", MESSAGES_ROUTE),
+    ("POST", COUNT_TOKENS_ROUTE),
 )
 # Headers about the client's hop, not the request; aiohttp writes its own for the upstream hop.
 _HOP_HEADERS = frozenset(
@@ -162,15 +177,17 @@ class _Exchange:
             return None, None
         usage: Any = None
         if self.body is not None:
-            usage = _json_object(self.body).get("usage")
+            usage = _usage_of(_json_object(self.body))
         # The usage event, or the last continuous usage: searched from the end, parsed once.
         for _, data in reversed(self.events):
             if _USAGE_OBJECT.search(data):
-                usage = _json_object(event_data(data)).get("usage")
+                usage = _usage_of(_json_object(event_data(data)))
                 break
         if not isinstance(usage, dict):
             return None, None
-        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        # OpenAI's names, or the Responses and Anthropic APIs'.
+        prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
+        completion = usage.get("completion_tokens", usage.get("output_tokens"))
         return (
             prompt if isinstance(prompt, int) else None,
             completion if isinstance(completion, int) else None,
@@ -334,6 +351,14 @@ async def _flush_fragment(pending: bytes, exchange: _Exchange, client: Client | 
 
 def _bad_gateway(message: str) -> APIError:
     return APIError(HTTPStatus.BAD_GATEWAY, message, "BadGateway")
+
+
+def _usage_of(payload: dict[str, Any]) -> Any:
+    """A body's or event's usage; Responses API events carry it in their response object."""
+    response = payload.get("response")
+    if "usage" not in payload and isinstance(response, dict):
+        return response.get("usage")
+    return payload.get("usage")
 
 
 def _json_object(data: bytes) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from ..protocol.deltas import AgentMessage
 from ..protocol.errors import APIError
 from ..protocol.requests import (
     CHAT_ROUTE,
+    COMPLETIONS_ROUTE,
     decode_body,
     requested_max_tokens,
     usage_requested,
@@ -45,7 +46,7 @@ from ..protocol.responses import (
     stream_head,
     usage_event,
 )
-from ..protocol.sse import DONE_PAYLOAD, event_data, frame
+from ..protocol.sse import DONE_PAYLOAD, event_data, event_name, frame
 from ..settings import MissPolicy, ReplaySettings
 from ..synthetic import SyntheticModel, incremental_texts
 from .matching import DEFAULT_IGNORED, canonical_key, diff_fields, relaxed_key
@@ -58,6 +59,18 @@ _REPLAYABLE = frozenset({Outcome.COMPLETE, Outcome.UPSTREAM_ERROR})
 _NS = 1e-9
 # Log-length distance within which recordings count as equally near (about 5% in one length).
 _NEAR = 0.05
+# Routes whose recordings can be cut, assembled, re-streamed and given a usage event; the
+# others (embeddings, the Responses and Anthropic APIs) are served only as recorded.
+_CONVERTIBLE = frozenset({CHAT_ROUTE, COMPLETIONS_ROUTE})
+# Named events that carry a token: text, argument and reasoning deltas.
+_NAMED_TOKEN_EVENTS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.function_call_arguments.delta",
+        "response.reasoning_text.delta",
+        "content_block_delta",
+    }
+)
 
 
 class ReplayError(Exception):
@@ -70,6 +83,8 @@ class EventKind(StrEnum):
     USAGE = "usage"
     ERROR = "error"
     DONE = "done"
+    # Any other named event (Responses and Anthropic streams): replayed as it is.
+    NAMED = "named"
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +122,11 @@ class Recording:
 
 def classify(raw: bytes) -> tuple[EventKind, int]:
     """What a recorded SSE event is, read once at load time."""
+    name = event_name(raw)
+    if name is not None:
+        if name == "error":
+            return EventKind.ERROR, -1
+        return (EventKind.TOKEN if name in _NAMED_TOKEN_EVENTS else EventKind.NAMED), 0
     payload = event_data(raw).strip()
     if payload == DONE_PAYLOAD:
         return EventKind.DONE, -1
@@ -159,19 +179,41 @@ def prepare(exchange: StoredExchange) -> Recording:
 
 
 def _finish_reasons(events: Sequence[RecordedEvent], body: bytes | None) -> tuple[str, ...]:
+    if any(event.kind is EventKind.NAMED for event in events):
+        return (_named_finish(events),)
     last: dict[int, RecordedEvent] = {}
     for event in events:
         if event.kind is EventKind.TOKEN:
             last[event.index] = event
     try:
-        choices = (
-            [_event_json(last[index].raw)["choices"][0] for index in sorted(last)]
-            if last
-            else json.loads(body or b"{}").get("choices", [])
-        )
-    except (ValueError, KeyError, IndexError, AttributeError):
+        if last:
+            choices = [_event_json(last[index].raw)["choices"][0] for index in sorted(last)]
+            return tuple(str(choice.get("finish_reason") or "stop") for choice in choices)
+        return _body_finish(json.loads(body or b"{}"))
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError):
         return ()
-    return tuple(str(choice.get("finish_reason") or "stop") for choice in choices)
+
+
+def _named_finish(events: Sequence[RecordedEvent]) -> str:
+    """A Responses or Anthropic stream's finish, from its terminal events."""
+    for event in reversed(events):
+        name = event_name(event.raw)
+        if name == "response.incomplete" or (
+            name == "message_delta" and b'"max_tokens"' in event.raw
+        ):
+            return "length"
+    return "stop"
+
+
+def _body_finish(body: Any) -> tuple[str, ...]:
+    if "choices" in body:
+        return tuple(str(choice.get("finish_reason") or "stop") for choice in body["choices"])
+    if body.get("object") == "list":
+        # Embeddings: every input is a request that finished.
+        return ("stop",) * len(body.get("data") or ())
+    if body.get("status") == "incomplete" or body.get("stop_reason") == "max_tokens":
+        return ("length",)
+    return ("stop",)
 
 
 @dataclass(slots=True)
@@ -408,7 +450,21 @@ class ReplayResponder:
 
     def respond(self, route: str, body: Mapping[str, Any], request_id: str | None) -> ResponsePlan:
         found = self.index.lookup(route, body)
-        if found is not None:
+        mismatch = None
+        if found is not None and route not in _CONVERTIBLE:
+            # Served only as recorded: streamed for a stream, a body for the others.
+            kind, recording = found
+            if recording.status >= 400 or recording.streamed == bool(body.get("stream")):
+                plan = self._verbatim(recording)
+                plan.headers = {SERVED_BY_HEADER: kind}
+                self.metrics.replay_served(kind)
+                return plan
+            mismatch = (
+                f"{recording.label} matches this request but was recorded "
+                f"{'streamed' if recording.streamed else 'not streamed'}, and {route} is "
+                "replayed only as it was recorded."
+            )
+        elif found is not None:
             kind, recording = found
             limit = requested_max_tokens(route, body) if kind == "relaxed" else None
             plan = self._replay(recording, route, body, limit)
@@ -420,9 +476,8 @@ class ReplayResponder:
         policy = self.replay.on_miss
         self.metrics.replay_served(f"miss_{policy.value}")
         if policy is MissPolicy.ERROR:
-            raise APIError(
-                HTTPStatus.NOT_FOUND, self.index.explain_miss(route, body), "NotFoundError"
-            )
+            message = mismatch or self.index.explain_miss(route, body)
+            raise APIError(HTTPStatus.NOT_FOUND, message, "NotFoundError")
         timing = self._profile_timing if policy is MissPolicy.PROFILE else None
         plan = self.synthetic.respond(route, body, request_id, timing)
         plan.headers = {SERVED_BY_HEADER: f"miss-{policy.value}"}
@@ -441,11 +496,10 @@ class ReplayResponder:
             offsets.append(offsets[-1] + next(gaps) * self.scale)
         return offsets[:count]
 
-    def _replay(
-        self, recording: Recording, route: str, body: Mapping[str, Any], limit: int | None
-    ) -> ResponsePlan:
-        stream = bool(body.get("stream"))
-        if recording.status >= 400 or not (recording.streamed or stream):
+    def _verbatim(self, recording: Recording) -> ResponsePlan:
+        """The recorded answer byte for byte, on its recorded timing."""
+        reasons = recording.finish_reasons if recording.status < 400 else ()
+        if not recording.streamed:
             return ResponsePlan(
                 stream=False,
                 body=recording.response_body,
@@ -453,8 +507,27 @@ class ReplayResponder:
                 status=recording.status,
                 prompt_tokens=recording.prompt_tokens,
                 completion_tokens=recording.completion_tokens,
-                finish_reasons=recording.finish_reasons if recording.status < 400 else (),
+                finish_reasons=reasons,
             )
+        scale = self.scale
+        return ResponsePlan(
+            stream=True,
+            events=[
+                PlanEvent(event.offset * scale, event.raw, int(event.kind is EventKind.TOKEN))
+                for event in recording.events
+            ],
+            prompt_tokens=recording.prompt_tokens,
+            completion_tokens=recording.completion_tokens,
+            finish_reasons=reasons,
+        )
+
+    def _replay(
+        self, recording: Recording, route: str, body: Mapping[str, Any], limit: int | None
+    ) -> ResponsePlan:
+        stream = bool(body.get("stream"))
+        if recording.status >= 400 or not (recording.streamed or stream):
+            # A streamed recording is never an error: this is a recorded body.
+            return self._verbatim(recording)
         if not recording.streamed:
             return self._stream_from_body(recording, route, body, limit)
         events = recording.events

@@ -15,7 +15,8 @@ from ..protocol.responses import JSON_CONTENT_TYPE, models_body
 openai_routes = Blueprint("openai")
 
 
-async def _generate(request: WorkerRequest, route: str) -> HTTPResponse | None:
+async def generate(request: WorkerRequest, route: str) -> HTTPResponse | None:
+    """Any generation route: the responder plans the answer, the pipeline delivers it."""
     arrival = asyncio.get_running_loop().time()
     body = decode_body(request.body, request.headers.get("content-type"))
     ctx = request.app.ctx
@@ -25,12 +26,12 @@ async def _generate(request: WorkerRequest, route: str) -> HTTPResponse | None:
 
 @openai_routes.post(CHAT_ROUTE)
 async def chat_completions(request: WorkerRequest) -> HTTPResponse | None:
-    return await _generate(request, CHAT_ROUTE)
+    return await generate(request, CHAT_ROUTE)
 
 
 @openai_routes.post(COMPLETIONS_ROUTE)
 async def completions(request: WorkerRequest) -> HTTPResponse | None:
-    return await _generate(request, COMPLETIONS_ROUTE)
+    return await generate(request, COMPLETIONS_ROUTE)
 
 
 @openai_routes.get(MODELS_ROUTE)
@@ -43,6 +44,7 @@ async def models(request: WorkerRequest) -> HTTPResponse:
             served.max_model_len,
             int(time.time()),
             served.profile.id_hex_digits,
+            served.adapters,
         ),
         content_type=JSON_CONTENT_TYPE,
     )

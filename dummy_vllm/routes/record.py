@@ -34,7 +34,8 @@ class _SanicClient:
         await self._response.send(data)
 
 
-async def forward(request: WorkerRequest) -> HTTPResponse | None:
+async def forward(request: WorkerRequest, **segments: str) -> HTTPResponse | None:
+    """Any forwarded route; path parameters (``segments``) travel in ``request.path``."""
     call = UpstreamCall(
         request.method, request.path, request.body, request.headers, request.query_string
     )
@@ -61,7 +62,8 @@ def install_recording(app: App, settings: RecordSettings, db_path: Path) -> None
     """
     routes = Blueprint("recorder")
     for method, path in FORWARDED_ROUTES:
-        routes.add_route(forward, path, methods=[method], name=path.strip("/").replace("/", "_"))
+        name = path.strip("/").translate(str.maketrans("/<>", "_  ")).replace(" ", "")
+        routes.add_route(forward, path, methods=[method], name=name)
     app.blueprint(routes)
     closing: asyncio.Future[None] | None = None
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from sanic import Blueprint, HTTPResponse, Request
-from sanic.response import empty, raw
+from sanic.response import raw
 
 from ..context import WorkerRequest
 from ..engine import render_chat_prompt
@@ -18,6 +19,25 @@ from ..protocol.requests import (
     decode_body,
 )
 from ..protocol.responses import JSON_CONTENT_TYPE, dumps, tokenize_body
+
+
+class BareResponse(HTTPResponse):
+    """A body without a content type, as Starlette's plain ``Response`` sends it (Sanic would
+    write ``content-type: None``)."""
+
+    @property
+    def processed_headers(self) -> Iterator[tuple[bytes, bytes]]:
+        return (
+            (name, value)
+            for name, value in super().processed_headers
+            if not (name == b"content-type" and value == b"None")
+        )
+
+
+def bare(body: bytes = b"") -> HTTPResponse:
+    """A 200 with ``body`` and no content type, as vLLM's plain ``Response``."""
+    return BareResponse(body)
+
 
 # Answered locally in every mode, never behind the API key.
 probe_routes = Blueprint("probes")
@@ -33,11 +53,11 @@ def _check_model(body: dict[str, Any], served: ServedModel) -> None:
 
 @probe_routes.get("/health")
 async def health(request: Request) -> HTTPResponse:
-    return empty(status=200)
+    return bare()
 
 
 async def ping(request: Request) -> HTTPResponse:
-    return empty(status=200)
+    return bare()
 
 
 probe_routes.add_route(ping, "/ping", methods=["GET", "POST"])

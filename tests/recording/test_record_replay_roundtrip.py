@@ -83,3 +83,59 @@ def test_recorded_session_replays_byte_identical_on_recorded_offsets(
     assert statistics.median(errors_ms) <= 10, errors_ms
     assert body.content == completion.response_body
     assert body.headers["x-dummy-vllm-replay"] == "exact"
+
+
+RESPONSES = {"model": "m", "input": "round trip", "max_output_tokens": 6, "stream": True}
+EMBEDDINGS = {"model": "m", "input": ["round trip", "another input"]}
+MESSAGES = {
+    "model": "m",
+    "max_tokens": 5,
+    "messages": [{"role": "user", "content": "round trip"}],
+    "stream": True,
+}
+
+
+def test_named_event_streams_and_embeddings_replay_byte_identical(
+    start_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
+    upstream = start_server(
+        "--model", "m", "--vllm-version", "0.17", "--ttft-delay", "60", "--token-delay", "15"
+    )
+    db = tmp_path / "rt.db"
+    requests = tmp_path / "requests.jsonl"
+    lines = [
+        {"path": "/v1/responses", "body": RESPONSES},
+        {"path": "/v1/embeddings", "body": EMBEDDINGS},
+        {"path": "/v1/messages", "body": MESSAGES},
+    ]
+    requests.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    record_session(upstream, db, "rt", requests)
+    exchanges = {x.record.path: x.record for x in stored(db)}
+    responses, embeddings = exchanges["/v1/responses"], exchanges["/v1/embeddings"]
+    messages = exchanges["/v1/messages"]
+    assert responses.streamed
+    assert responses.events[0][1].startswith(b"event: response.created\ndata: ")
+    # Usage read from the named events and the embeddings body.
+    assert responses.completion_tokens == 6
+    assert messages.completion_tokens == 5
+    assert embeddings.prompt_tokens == 4
+    assert embeddings.completion_tokens == 0
+
+    replay = start_server("--replay", "rt", "--db", str(db))
+    with httpx.Client(timeout=30) as client:
+        client.get(f"{replay.url}/health")
+        headers, arrivals = timed_events(client, f"{replay.url}/v1/responses", RESPONSES)
+        _, message_arrivals = timed_events(client, f"{replay.url}/v1/messages", MESSAGES)
+        body = client.post(f"{replay.url}/v1/embeddings", json=EMBEDDINGS)
+        # Replayed only as recorded: a non-streamed request of a streamed recording misses.
+        missed = client.post(f"{replay.url}/v1/responses", json={**RESPONSES, "stream": False})
+    assert headers["x-dummy-vllm-replay"] == "exact"
+    assert [raw for _, raw in arrivals] == [raw for _, raw in responses.events]
+    assert [raw for _, raw in message_arrivals] == [raw for _, raw in messages.events]
+    errors_ms = arrival_errors_ms(arrivals, responses.events)
+    assert min(errors_ms) >= -2, errors_ms
+    assert statistics.median(errors_ms) <= 10, errors_ms
+    assert body.content == embeddings.response_body
+    assert body.headers["x-dummy-vllm-replay"] == "exact"
+    assert missed.status_code == 404
+    assert "was recorded streamed" in missed.json()["error"]["message"]

@@ -331,3 +331,20 @@ def test_batch_mode_records_a_requests_file(upstream: LiveServer, tmp_path: Path
     streamed = [x.record for x in load(db, "b") if x.record.streamed]
     assert len(streamed) == 1
     assert streamed[0].events[-1][1] == DONE
+
+
+def test_the_rest_of_the_surface_is_forwarded(recorder: LiveServer, db: Path) -> None:
+    marker = uuid.uuid4().hex
+    embedded = httpx.post(
+        f"{recorder.url}/v1/embeddings", json={"model": MODEL, "input": [marker, "b"]}
+    )
+    assert embedded.status_code == 200
+    assert exchange_for(db, marker).record.response_body == embedded.content
+    # Routes with an id travel as they came; the upstream's own 404 comes back.
+    fetched = httpx.get(f"{recorder.url}/v1/responses/resp_{marker}")
+    assert fetched.status_code == 404
+    assert fetched.json()["error"]["message"] == f"Response with id 'resp_{marker}' not found."
+    cancelled = httpx.post(f"{recorder.url}/v1/responses/resp_{marker}/cancel")
+    assert cancelled.status_code == 404
+    paths = {x.record.path for x in load(db, "live")}
+    assert {f"/v1/responses/resp_{marker}", f"/v1/responses/resp_{marker}/cancel"} <= paths

@@ -18,7 +18,15 @@ from dummy_vllm.engine import Tokenizer
 from dummy_vllm.metrics import Metrics
 from dummy_vllm.plan import ResponsePlan
 from dummy_vllm.protocol.errors import APIError
-from dummy_vllm.protocol.requests import CHAT_ROUTE, COMPLETIONS_ROUTE, ServedModel
+from dummy_vllm.protocol.profiles import V0_33
+from dummy_vllm.protocol.requests import (
+    CHAT_ROUTE,
+    COMPLETIONS_ROUTE,
+    EMBEDDINGS_ROUTE,
+    MESSAGES_ROUTE,
+    RESPONSES_ROUTE,
+    ServedModel,
+)
 from dummy_vllm.recording.matching import canonical_key, relaxed_key
 from dummy_vllm.recording.replay import (
     SERVED_BY_HEADER,
@@ -361,3 +369,72 @@ def test_a_profile_miss_answers_a_forced_tool_call_with_one() -> None:
     assert plan.headers[SERVED_BY_HEADER] == "miss-profile"
     (call,) = json.loads(plan.body)["choices"][0]["message"]["tool_calls"]
     assert json.loads(call["function"]["arguments"])["city"]
+
+
+# --- named-event streams and embeddings: replayed only as recorded ---------------------------
+
+UPSTREAM_033 = SyntheticModel(
+    SyntheticSettings(latency=LatencySettings(ttft=0.2, itl=0.03)),
+    ServedModel("m", "m", 4096, TOKENIZER, Limits(), profile=V0_33),
+    seed=0,
+)
+RESPONSES = {"model": "m", "input": "record me", "max_output_tokens": 5, "stream": True}
+MESSAGES = {
+    "model": "m",
+    "max_tokens": 5,
+    "messages": [{"role": "user", "content": "record me"}],
+    "stream": True,
+}
+
+
+def record_033(route: str, body: dict[str, Any]) -> StoredExchange:
+    exchange = exchange_from_plan(route, body, UPSTREAM_033.respond(route, body, None))
+    return StoredExchange(id=1, session="s", seq=1, record=exchange)
+
+
+def test_classify_named_events() -> None:
+    plan = UPSTREAM_033.respond(RESPONSES_ROUTE, RESPONSES, None)
+    kinds = [classify(event.data)[0] for event in plan.events]
+    assert kinds.count(EventKind.TOKEN) == 5
+    assert set(kinds) == {EventKind.NAMED, EventKind.TOKEN}
+    plan = UPSTREAM_033.respond(MESSAGES_ROUTE, MESSAGES, None)
+    kinds = [classify(event.data)[0] for event in plan.events]
+    assert kinds.count(EventKind.TOKEN) == 5
+    assert classify(b'event: error\ndata: {"type":"error"}\n\n')[0] is EventKind.ERROR
+
+
+@pytest.mark.parametrize(
+    ("route", "body"), [(RESPONSES_ROUTE, RESPONSES), (MESSAGES_ROUTE, MESSAGES)]
+)
+def test_named_streams_replay_verbatim(route: str, body: dict[str, Any]) -> None:
+    recorded = record_033(route, body)
+    served = responder([recorded])
+    # stream_options would add an OpenAI usage event to a chat stream: never to these.
+    plan = served.respond(route, {**body, "stream_options": {"include_usage": True}}, None)
+    assert plan.headers[SERVED_BY_HEADER] == "exact"
+    replayed = stream_of(plan)
+    assert [raw for _, raw in replayed] == [raw for _, raw in recorded.record.events]
+    assert [at for at, _ in replayed] == pytest.approx(
+        [ns / 1e9 for ns, _ in recorded.record.events]
+    )
+    assert plan.finish_reasons == ("length",)
+    assert sum(event.tokens for event in plan.events) == 5
+    # A relaxed match is not cut to its max tokens either.
+    relaxed = served.respond(route, {**body, "temperature": 0.5}, None)
+    assert relaxed.headers[SERVED_BY_HEADER] == "relaxed"
+    assert [raw for _, raw in stream_of(relaxed)] == [raw for _, raw in recorded.record.events]
+
+
+def test_embeddings_replay_verbatim_and_streaming_mismatches_miss() -> None:
+    body = {"model": "m", "input": ["a", "b c"]}
+    recorded = record_033(EMBEDDINGS_ROUTE, body)
+    plan = responder([recorded]).respond(EMBEDDINGS_ROUTE, body, None)
+    assert plan.body == recorded.record.response_body
+    assert plan.finish_reasons == ("stop", "stop")
+    streamed = record_033(RESPONSES_ROUTE, RESPONSES)
+    with pytest.raises(APIError, match="was recorded streamed"):
+        responder([streamed]).respond(RESPONSES_ROUTE, {**RESPONSES, "stream": False}, None)
+    fallback = responder([streamed], on_miss=MissPolicy.SYNTHETIC).respond(
+        RESPONSES_ROUTE, {**RESPONSES, "stream": False}, None
+    )
+    assert json.loads(fallback.body)["object"] == "response"
