@@ -358,13 +358,19 @@ def test_bad_fault_header_is_a_400(module_server: LiveServer) -> None:
 
 
 def test_injected_faults_are_counted(module_server: LiveServer) -> None:
-    before = value(scrape(module_server)["dummy_vllm:faults_injected"], "_total", type="stall")
+    def counts() -> tuple[float, float, float]:
+        families = scrape(module_server)
+        faults = families["dummy_vllm:faults_injected"]
+        aborted = value(families["vllm:request_success"], "_total", finished_reason="abort")
+        return value(faults, "_total", type="stall"), value(faults, "_total", type="cut"), aborted
+
+    stall, cut, aborted = counts()
     stream_with_fault(module_server, "stall;ms=10")
-    families = scrape(module_server)
-    assert value(families["dummy_vllm:faults_injected"], "_total", type="stall") == before + 1
-    assert value(families["dummy_vllm:faults_injected"], "_total", type="cut") >= 1
-    # Broken streams count as aborted.
-    assert value(families["vllm:request_success"], "_total", finished_reason="abort") >= 1
+    with pytest.raises(httpx.RemoteProtocolError):
+        stream_with_fault(module_server, "cut;after=2")
+    # The cut stream counts as aborted too, once the server saw the connection go.
+    expected = (stall + 1, cut + 1, aborted + 1)
+    wait_until(lambda: counts() == expected, f"stall, cut and aborted counts of {expected}")
 
 
 def test_fault_rate_is_seeded_and_reproducible(start_server: Callable[..., LiveServer]) -> None:
