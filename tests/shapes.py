@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -136,9 +135,8 @@ def assert_on_recorded_offsets(
     arrivals: Sequence[tuple[float, bytes]], recorded: Sequence[tuple[int, bytes]]
 ) -> None:
     """The recorded events, each arriving on its recorded offset (ns): none early, none later
-    than a busy box makes them, and the typical one close to it."""
+    than a busy box makes them. How close they typically are is benchmarks.replay_bench's to
+    measure, on an idle machine."""
     assert [raw for _, raw in arrivals] == [raw for _, raw in recorded]
     for (at, raw), (ns, _) in zip(arrivals, recorded, strict=True):
         assert_due(at, ns * 1e-9, f"event {raw[:60]!r}")
-    late_ms = [(at - ns * 1e-9) * 1000 for (at, _), (ns, _) in zip(arrivals, recorded, strict=True)]
-    assert statistics.median(late_ms) <= 10, late_ms

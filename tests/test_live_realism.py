@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from dummy_vllm.metrics import worker_snapshots
 
 from .conftest import LiveServer, wait_until
-from .shapes import TimedStream, assert_due, read_timed
+from .shapes import LATE_S, LATE_SHARE, TimedStream, assert_due, read_timed
 from .test_metrics import CONTRACT, value
 
 MODEL = "m"
@@ -197,8 +197,10 @@ def test_requests_beyond_max_num_seqs_queue_and_their_wait_shows_in_ttft(
     families = scrape(server)
     queue = families["vllm:request_queue_time_seconds"]
     assert value(queue, "_count") == 4
-    # The two queued ones waited a whole stream each, the others not at all.
-    assert_due(value(queue, "_sum") / 2, duration, "mean wait of a queued request")
+    # The two queued ones waited about a whole stream each, the others not at all. Not a
+    # deadline: a queued request that reached the server after the running ones waited less.
+    mean_wait = value(queue, "_sum") / 2
+    assert duration - LATE_S <= mean_wait <= duration + LATE_S + LATE_SHARE * duration, mean_wait
     assert value(families["vllm:num_requests_waiting"]) == 0
 
 
@@ -211,15 +213,19 @@ def test_a_full_waiting_queue_answers_429(start_server: Callable[..., LiveServer
     async def run() -> tuple[httpx.Response, list[TimedStream]]:
         async with httpx.AsyncClient(timeout=30) as client:
             url = f"{server.url}/v1/completions"
-            running = asyncio.create_task(read_timed(client, url, body(3)))
+
+            async def gauge_reaches(name: str) -> None:
+                # Off the event loop, which must keep reading the streams meanwhile.
+                await asyncio.to_thread(
+                    wait_for_metrics, server, lambda f: value(f[name]) == 1, f"1 in {name}"
+                )
+
+            # A long stream holds the only slot (~1.3 s), so however busy the box, the queue
+            # stays full while the next request is sent.
+            running = asyncio.create_task(read_timed(client, url, body(100)))
+            await gauge_reaches("vllm:num_requests_running")
             waiting = asyncio.create_task(read_timed(client, url, body(3)))
-            # Off the event loop, which must keep reading both streams meanwhile.
-            await asyncio.to_thread(
-                wait_for_metrics,
-                server,
-                lambda f: value(f["vllm:num_requests_waiting"]) == 1,
-                "one request waiting",
-            )
+            await gauge_reaches("vllm:num_requests_waiting")
             rejected = await client.post(url, json=body(3, stream=False))
             return rejected, [await running, await waiting]
 

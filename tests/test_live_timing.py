@@ -11,7 +11,10 @@ from typing import Any
 
 import httpx
 
-from dummy_vllm.protocol.requests import CHAT_ROUTE
+from dummy_vllm.engine import Tokenizer
+from dummy_vllm.protocol.requests import CHAT_ROUTE, ServedModel
+from dummy_vllm.settings import JitterDistribution, LatencySettings, Limits, SyntheticSettings
+from dummy_vllm.synthetic import SyntheticModel
 
 from .conftest import LiveServer
 from .shapes import assert_due, timed_stream
@@ -71,22 +74,26 @@ def test_non_stream_answers_when_last_token_is_due(start_server: Callable[..., L
     assert_due(elapsed, (TTFT_MS + (TOKENS - 1) * ITL_MS) / 1000, "the answer")
 
 
-def test_jitter_is_seeded_and_reproducible(start_server: Callable[..., LiveServer]) -> None:
+def test_jittered_schedule_is_the_seeds_and_is_followed(
+    start_server: Callable[..., LiveServer],
+) -> None:
     server = start_server(
-        "--model",
-        "timed",
-        "--token-delay",
-        "20",
-        "--token-delay-jitter",
-        "8",
-        "--jitter-distribution",
-        "lognormal",
+        *("--model", "timed", "--token-delay", "20", "--token-delay-jitter", "8"),
+        *("--jitter-distribution", "lognormal"),
     )
     body = {**BODY, "stream": True, "seed": 11, "max_tokens": 30}
-    first = token_arrivals(server, body)
-    second = token_arrivals(server, body)
-    gaps_first = [(b - a) * 1000 for a, b in itertools.pairwise(first)]
-    gaps_second = [(b - a) * 1000 for a, b in itertools.pairwise(second)]
-    assert statistics.pstdev(gaps_first) > 2  # the spread is real, not constant
-    # The same seed gives the same schedule; observed gaps agree within scheduling noise.
-    assert statistics.median(abs(a - b) for a, b in zip(gaps_first, gaps_second, strict=True)) < 3
+    # The schedule a seed stands for, computed here as the server computes it: comparing the
+    # two streams' gaps with each other cannot tell jitter from a busy box's noise, while a
+    # token ahead of its due time is unmistakable.
+    latency = LatencySettings(itl=0.02, itl_jitter=0.008, distribution=JitterDistribution.LOGNORMAL)
+    served = ServedModel("timed", "timed", 4096, Tokenizer(), Limits())
+    model = SyntheticModel(SyntheticSettings(latency=latency), served, seed=0)
+    due = list(model.respond(CHAT_ROUTE, body, None).token_offsets)
+    assert due == list(model.respond(CHAT_ROUTE, body, None).token_offsets)
+    assert due != list(model.respond(CHAT_ROUTE, {**body, "seed": 12}, None).token_offsets)
+    assert statistics.pstdev(b - a for a, b in itertools.pairwise(due)) > 0.002  # real spread
+    for attempt in ("first", "second"):
+        arrivals = token_arrivals(server, body)
+        assert len(arrivals) == len(due)
+        for k, (arrival, at) in enumerate(zip(arrivals, due, strict=True)):
+            assert_due(arrival, at, f"{attempt} stream, token {k}")
