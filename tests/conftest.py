@@ -65,12 +65,20 @@ def wait_until(ready: Callable[[], T], what: str, timeout: float = 10.0) -> T:
     return result
 
 
+Launcher = Callable[[list[str]], list[str]]
+
+
 class LiveServer:
     """``python cli.py serve`` (or another server ``command``) in a subprocess, as a user
-    starts it. Its stderr goes to a file in its scratch directory, quoted when it fails."""
+    starts it, or as ``launcher`` wraps that command line (e.g. in a mount namespace). Its
+    stderr goes to a file in its scratch directory, quoted when it fails."""
 
     def __init__(
-        self, *args: str, env: dict[str, str] | None = None, command: str = "serve"
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        command: str = "serve",
+        launcher: Launcher | None = None,
     ) -> None:
         self._scratch = tempfile.TemporaryDirectory(prefix="dummy-vllm-test-")
         # A file, not a pipe: nobody reads a pipe while tests run, and a full one blocks the server.
@@ -79,9 +87,10 @@ class LiveServer:
         env = {"DUMMY_VLLM_DB": f"{self._scratch.name}/test.db", **(env or {})}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        argv = [sys.executable, "cli.py", command, "--port", str(self.port), *args]
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "cli.py", command, "--port", str(self.port), *args],
+                launcher(argv) if launcher else argv,
                 cwd=REPO,
                 env={**os.environ, **env},
                 stdout=subprocess.DEVNULL,
@@ -141,8 +150,13 @@ def live_server() -> Iterator[LiveServer]:
 def start_server() -> Iterator[Callable[..., LiveServer]]:
     started: list[LiveServer] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, command: str = "serve") -> LiveServer:
-        server = LiveServer(*args, env=env, command=command)
+    def start(
+        *args: str,
+        env: dict[str, str] | None = None,
+        command: str = "serve",
+        launcher: Launcher | None = None,
+    ) -> LiveServer:
+        server = LiveServer(*args, env=env, command=command, launcher=launcher)
         started.append(server)
         return server
 
