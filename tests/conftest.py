@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from sanic import Sanic
@@ -23,6 +25,8 @@ REPO = Path(__file__).resolve().parent.parent
 CAPTURES = Path(__file__).resolve().parent / "captures"  # copies of shared/vllm-captures
 
 Sanic.test_mode = True
+
+T = TypeVar("T")
 
 
 @pytest.fixture(autouse=True)
@@ -50,51 +54,88 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def wait_until(ready: Callable[[], T], what: str, timeout: float = 10.0) -> T:
+    """Call ``ready`` until it returns something truthy and return that; fail the test naming
+    ``what`` it waited for once ``timeout`` seconds pass. ``ready`` may raise to give up early."""
+    deadline = time.monotonic() + timeout
+    while not (result := ready()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+    return result
+
+
+Launcher = Callable[[list[str]], list[str]]
+
+
 class LiveServer:
     """``python cli.py serve`` (or another server ``command``) in a subprocess, as a user
-    starts it."""
+    starts it, or as ``launcher`` wraps that command line (e.g. in a mount namespace). Its
+    stderr goes to a file in its scratch directory, quoted when it fails."""
 
     def __init__(
-        self, *args: str, env: dict[str, str] | None = None, command: str = "serve"
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        command: str = "serve",
+        launcher: Launcher | None = None,
     ) -> None:
         self._scratch = tempfile.TemporaryDirectory(prefix="dummy-vllm-test-")
+        # A file, not a pipe: nobody reads a pipe while tests run, and a full one blocks the server.
+        self.log = Path(self._scratch.name, "server.log")
         # Tests never touch the repository's own recordings/.
         env = {"DUMMY_VLLM_DB": f"{self._scratch.name}/test.db", **(env or {})}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "cli.py", command, "--port", str(self.port), *args],
-            cwd=REPO,
-            env={**os.environ, **env},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-        self._wait_ready()
+        argv = [sys.executable, "cli.py", command, "--port", str(self.port), *args]
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                launcher(argv) if launcher else argv,
+                cwd=REPO,
+                env={**os.environ, **env},
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                start_new_session=True,
+            )
+        try:
+            wait_until(self._healthy, f"{self.url}/health to answer 200", timeout=30)
+        except BaseException as exc:
+            tail = self.log_tail()
+            self.stop()
+            if not isinstance(exc, Exception | pytest.fail.Exception):
+                raise  # an interrupt stays one
+            pytest.fail(f"server not healthy: {exc}\n{tail}")
 
-    def _wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()}")  # type: ignore[union-attr]
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("server did not become healthy")
+    def _healthy(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"server exited with {self.process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of the server's stderr, to quote in a failure message."""
+        try:
+            tail = self.log.read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            return "(no server log)"
+        return "server stderr, last lines:\n" + "\n".join(tail)
 
     def stop(self) -> None:
-        self._scratch.cleanup()
+        # The process first: it may still be writing into the scratch directory.
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGINT)
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+                self.process.wait(timeout=10)
+        # Workers outlive a leader that crashed or was killed alone; none may keep writing here.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self._scratch.cleanup()
 
 
 @pytest.fixture(scope="session")
@@ -109,8 +150,13 @@ def live_server() -> Iterator[LiveServer]:
 def start_server() -> Iterator[Callable[..., LiveServer]]:
     started: list[LiveServer] = []
 
-    def start(*args: str, env: dict[str, str] | None = None, command: str = "serve") -> LiveServer:
-        server = LiveServer(*args, env=env, command=command)
+    def start(
+        *args: str,
+        env: dict[str, str] | None = None,
+        command: str = "serve",
+        launcher: Launcher | None = None,
+    ) -> LiveServer:
+        server = LiveServer(*args, env=env, command=command, launcher=launcher)
         started.append(server)
         return server
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -128,15 +129,32 @@ def test_completion_echo_and_logprobs(app: Sanic) -> None:
     assert choice["prompt_logprobs"] == [None]
 
 
-def test_chat_logprobs_shape(app: Sanic) -> None:
-    body = post(
-        app, "/v1/chat/completions", {**CHAT, "max_tokens": 2, "logprobs": True, "top_logprobs": 3}
-    ).json
-    content = body["choices"][0]["logprobs"]["content"]
-    assert len(content) == 2
+def chat_logprobs(app: Sanic, content: str) -> list[dict[str, Any]]:
+    messages = [{"role": "user", "content": content}]
+    body = {**CHAT, "messages": messages, "max_tokens": 24, "logprobs": True, "top_logprobs": 3}
+    return list(post(app, "/v1/chat/completions", body).json["choices"][0]["logprobs"]["content"])
+
+
+def test_chat_logprobs_rank_the_sampled_token_first_and_are_fixed_per_token(app: Sanic) -> None:
+    content = chat_logprobs(app, "hi")
+    assert len(content) == 24
     assert list(content[0]) == ["token", "logprob", "bytes", "top_logprobs"]
-    assert len(content[0]["top_logprobs"]) == 3
-    assert content[0]["logprob"] >= -9999.0
+    for entry in content:
+        # A real log-probability, not vLLM's -9999.0 stand-in for -inf.
+        assert -10 < entry["logprob"] < 0, entry
+        assert bytes(entry["bytes"]).decode() == entry["token"]
+        top = entry["top_logprobs"]
+        assert (top[0]["token"], top[0]["logprob"]) == (entry["token"], entry["logprob"])
+        assert len({alt["token"] for alt in top}) == 3
+        # The alternatives follow, each strictly less likely than the one before.
+        assert all(a["logprob"] > b["logprob"] for a, b in itertools.pairwise(top)), top
+    # Deterministic per token: wherever a token is sampled, in whichever answer, its logprob is
+    # the same.
+    seen: dict[str, float] = {}
+    entries = [*content, *chat_logprobs(app, "something else")]
+    for entry in entries:
+        assert seen.setdefault(entry["token"], entry["logprob"]) == entry["logprob"], entry
+    assert len(seen) < len(entries)  # some token did recur, so something was compared
 
 
 def test_models_lists_served_model(app: Sanic) -> None:

@@ -5,9 +5,7 @@ late), strict downwards (the server must never be early)."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dummy_vllm.metrics import worker_snapshots
 
-from .conftest import LiveServer
+from .conftest import LiveServer, wait_until
+from .shapes import LATE_S, LATE_SHARE, TimedStream, assert_due, read_timed
 from .test_metrics import CONTRACT, value
 
 MODEL = "m"
@@ -33,23 +32,14 @@ def scrape(server: LiveServer) -> Families:
     return {f.name: f for f in text_string_to_metric_families(response.text)}
 
 
-def poll(ready: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not ready() and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
-def wait_for_metrics(server: LiveServer, ready: Callable[[Families], bool]) -> Families:
+def wait_for_metrics(server: LiveServer, ready: Callable[[Families], bool], what: str) -> Families:
     """Scrape until ``ready``: other workers' figures arrive within their flush interval."""
-    families: Families = {}
 
-    def scraped() -> bool:
-        nonlocal families
+    def scraped() -> Families | None:
         families = scrape(server)
-        return ready(families)
+        return families if ready(families) else None
 
-    poll(scraped)
-    return families
+    return wait_until(scraped, f"the metrics to show {what}")
 
 
 def body(max_tokens: int, stream: bool = True, **extra: Any) -> dict[str, Any]:
@@ -63,22 +53,9 @@ def body(max_tokens: int, stream: bool = True, **extra: Any) -> dict[str, Any]:
     }
 
 
-async def timed_stream(
-    client: httpx.AsyncClient, url: str, payload: dict[str, Any], headers: dict[str, str]
-) -> tuple[float, list[float], list[bytes]]:
-    """Seconds to the response headers and to each token event, and every event's data."""
-    start = time.perf_counter()
-    arrivals: list[float] = []
-    events: list[bytes] = []
-    async with client.stream("POST", url, json=payload, headers=headers) as response:
-        headers_at = time.perf_counter() - start
-        assert response.status_code == 200
-        async for line in response.aiter_lines():
-            if line.startswith("data: "):
-                events.append(line.encode())
-                if line.startswith('data: {"id"'):
-                    arrivals.append(time.perf_counter() - start)
-    return headers_at, arrivals, events
+def token_arrivals(stream: TimedStream) -> list[float]:
+    """Arrivals of the events that carry an ``id``: tokens and usage, not errors."""
+    return [at for at, event in stream.json_events() if "id" in event]
 
 
 def sdk(server: LiveServer) -> openai.OpenAI:
@@ -107,14 +84,12 @@ async def stream_batch(server: LiveServer, count: int) -> list[dict[str, int]]:
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
         url = f"{server.url}/v1/completions"
         payload = body(TOKENS, stream_options={"include_usage": True})
-        results = await asyncio.gather(
-            *(timed_stream(client, url, payload, {}) for _ in range(count))
-        )
+        streams = await asyncio.gather(*(read_timed(client, url, payload) for _ in range(count)))
     usages = []
-    for _, arrivals, events in results:
-        assert len(arrivals) == TOKENS + 1  # the tokens and the usage event
-        assert events[-1] == b"data: [DONE]"
-        usages.append(json.loads(events[-2][len(b"data: ") :])["usage"])
+    for stream in streams:
+        assert len(token_arrivals(stream)) == TOKENS + 1  # the tokens and the usage event
+        assert stream.payloads[-1] == b"[DONE]"
+        usages.append(json.loads(stream.payloads[-2])["usage"])
     return usages
 
 
@@ -131,7 +106,10 @@ def test_metrics_are_summed_over_two_workers(
     for _ in range(10):
         usages += asyncio.run(stream_batch(server, BATCH))
         sent = len(usages)
-        poll(lambda: sum(worker_successes(tmp_path)) >= sent)  # noqa: B023
+        wait_until(
+            lambda: sum(worker_successes(tmp_path)) >= sent,  # noqa: B023
+            f"the workers' snapshots to count {sent} successes",
+        )
         per_worker = worker_successes(tmp_path)
         if len(per_worker) == 2 and min(per_worker) > 0:
             break
@@ -142,6 +120,7 @@ def test_metrics_are_summed_over_two_workers(
     families = wait_for_metrics(
         server,
         lambda f: value(f["vllm:time_to_first_token_seconds"], "_count") == sent,
+        f"{sent} first tokens",
     )
     assert value(families["vllm:request_success"], "_total", finished_reason="length") == sent
     assert value(families["vllm:request_success"], "_total", finished_reason="stop") == 0
@@ -151,13 +130,21 @@ def test_metrics_are_summed_over_two_workers(
     assert value(families["vllm:generation_tokens"], "_total") == sent * TOKENS
     assert value(families["vllm:request_generation_tokens"], "_count") == sent
     ttft = families["vllm:time_to_first_token_seconds"]
-    assert TTFT_S - 0.002 <= value(ttft, "_sum") / sent <= TTFT_S + 0.1
-    assert value(ttft, "_bucket", le="0.04") == 0
+    assert value(ttft, "_bucket", le="0.04") == 0  # no first token early
+    assert_due(value(ttft, "_sum") / sent, TTFT_S, "mean TTFT")
+    # One gap per write: tokens that fell due together on a busy box share a write and a gap.
     itl = families["vllm:inter_token_latency_seconds"]
-    assert value(itl, "_count") == sent * (TOKENS - 1)
-    assert ITL_S - 0.002 <= value(itl, "_sum") / value(itl, "_count") <= ITL_S + 0.02
+    assert 0 < value(itl, "_count") <= sent * (TOKENS - 1)
+    # The gaps add up to each stream's first-to-last-token time, whatever the writes were.
+    decode = value(families["vllm:request_decode_time_seconds"], "_sum")
+    assert value(itl, "_sum") == pytest.approx(decode)
+    steps = sent * (TOKENS - 1)
+    # Per token step that is the configured ITL, give or take first and last tokens being late
+    # by different amounts: both are due at once for the whole batch, so they mostly cancel.
+    assert abs(decode / steps - ITL_S) <= ITL_S / 2, decode / steps
+    # The last token is never early, so nor is the end.
     e2e = value(families["vllm:e2e_request_latency_seconds"], "_sum") / sent
-    assert TTFT_S + (TOKENS - 1) * ITL_S - 0.002 <= e2e <= TTFT_S + (TOKENS - 1) * ITL_S + 0.15
+    assert_due(e2e, TTFT_S + (TOKENS - 1) * ITL_S, "mean e2e")
     requests = families["dummy_vllm:requests"]
     assert value(requests, "_total", route="/v1/completions", status="200") == sent
     assert value(families["vllm:num_requests_running"]) == 0
@@ -186,13 +173,11 @@ def test_requests_beyond_max_num_seqs_queue_and_their_wait_shows_in_ttft(
     duration = ttft + (tokens - 1) * itl
     seen_waiting: list[float] = []
 
-    async def run() -> list[tuple[float, list[float], list[bytes]]]:
+    async def run() -> list[TimedStream]:
         limits = httpx.Limits(max_keepalive_connections=0, max_connections=None)
         async with httpx.AsyncClient(timeout=30, limits=limits) as client:
             url = f"{server.url}/v1/completions"
-            streams = asyncio.gather(
-                *(timed_stream(client, url, body(tokens), {}) for _ in range(4))
-            )
+            streams = asyncio.gather(*(read_timed(client, url, body(tokens)) for _ in range(4)))
             while not streams.done():
                 text = (await client.get(f"{server.url}/metrics")).text
                 families = {f.name: f for f in text_string_to_metric_families(text)}
@@ -201,18 +186,21 @@ def test_requests_beyond_max_num_seqs_queue_and_their_wait_shows_in_ttft(
             return await streams
 
     results = asyncio.run(run())
-    first_tokens = sorted(arrivals[0] for _, arrivals, _ in results)
+    first_tokens = sorted(token_arrivals(stream)[0] for stream in results)
     # Two run at once; the other two wait for a whole stream before their TTFT starts.
     for started in first_tokens[:2]:
-        assert ttft - 0.002 <= started <= ttft + 0.15, first_tokens
+        assert_due(started, ttft, f"a running request's first token, of {first_tokens}")
     for queued in first_tokens[2:]:
-        assert duration + ttft - 0.002 <= queued <= duration + ttft + 0.25, first_tokens
+        assert_due(queued, duration + ttft, f"a queued request's first token, of {first_tokens}")
     assert max(seen_waiting) == 2
 
     families = scrape(server)
     queue = families["vllm:request_queue_time_seconds"]
     assert value(queue, "_count") == 4
-    assert 2 * duration - 0.01 <= value(queue, "_sum") <= 2 * duration + 0.3
+    # The two queued ones waited about a whole stream each, the others not at all. Not a
+    # deadline: a queued request that reached the server after the running ones waited less.
+    mean_wait = value(queue, "_sum") / 2
+    assert duration - LATE_S <= mean_wait <= duration + LATE_S + LATE_SHARE * duration, mean_wait
     assert value(families["vllm:num_requests_waiting"]) == 0
 
 
@@ -222,18 +210,22 @@ def test_a_full_waiting_queue_answers_429(start_server: Callable[..., LiveServer
         *("--ttft-delay", "300", "--token-delay", "10"),
     )
 
-    async def run() -> tuple[httpx.Response, list[tuple[float, list[float], list[bytes]]]]:
+    async def run() -> tuple[httpx.Response, list[TimedStream]]:
         async with httpx.AsyncClient(timeout=30) as client:
             url = f"{server.url}/v1/completions"
-            running = asyncio.create_task(timed_stream(client, url, body(3), {}))
-            await asyncio.sleep(0.1)
-            waiting = asyncio.create_task(timed_stream(client, url, body(3), {}))
-            while True:
-                text = (await client.get(f"{server.url}/metrics")).text
-                families = {f.name: f for f in text_string_to_metric_families(text)}
-                if value(families["vllm:num_requests_waiting"]) == 1:
-                    break
-                await asyncio.sleep(0.02)
+
+            async def gauge_reaches(name: str) -> None:
+                # Off the event loop, which must keep reading the streams meanwhile.
+                await asyncio.to_thread(
+                    wait_for_metrics, server, lambda f: value(f[name]) == 1, f"1 in {name}"
+                )
+
+            # A long stream holds the only slot (~1.3 s), so however busy the box, the queue
+            # stays full while the next request is sent.
+            running = asyncio.create_task(read_timed(client, url, body(100)))
+            await gauge_reaches("vllm:num_requests_running")
+            waiting = asyncio.create_task(read_timed(client, url, body(3)))
+            await gauge_reaches("vllm:num_requests_waiting")
             rejected = await client.post(url, json=body(3, stream=False))
             return rejected, [await running, await waiting]
 
@@ -242,7 +234,7 @@ def test_a_full_waiting_queue_answers_429(start_server: Callable[..., LiveServer
     error = rejected.json()["error"]
     assert error["type"] == "RateLimitError"
     assert error["code"] == 429
-    assert all(events[-1] == b"data: [DONE]" for _, _, events in served)
+    assert all(stream.payloads[-1] == b"[DONE]" for stream in served)
     requests = scrape(server)["dummy_vllm:requests"]
     assert value(requests, "_total", route="/v1/completions", status="429") == 1
 
@@ -259,11 +251,11 @@ def module_server() -> Iterator[LiveServer]:
     server.stop()
 
 
-def stream_with_fault(server: LiveServer, fault: str, tokens: int = 8) -> tuple[Any, ...]:
-    async def run() -> tuple[float, list[float], list[bytes]]:
+def stream_with_fault(server: LiveServer, fault: str, tokens: int = 8) -> TimedStream:
+    async def run() -> TimedStream:
         async with httpx.AsyncClient(timeout=30) as client:
             url = f"{server.url}/v1/completions"
-            return await timed_stream(client, url, body(tokens), {"X-Dummy-Fault": fault})
+            return await read_timed(client, url, body(tokens), {"X-Dummy-Fault": fault})
 
     return asyncio.run(run())
 
@@ -323,11 +315,11 @@ def test_cut_of_a_non_streamed_answer_drops_the_connection(module_server: LiveSe
 
 
 def test_error_event_mid_stream(module_server: LiveServer) -> None:
-    _, arrivals, events = stream_with_fault(module_server, "error-event;after=2")
-    assert len(arrivals) == 2
-    assert events[-1] == b"data: [DONE]"
-    assert events[-2].startswith(b'data: {"error": {"message": "')
-    assert json.loads(events[-2][len(b"data: ") :])["error"]["code"] == 500
+    stream = stream_with_fault(module_server, "error-event;after=2")
+    assert len(token_arrivals(stream)) == 2
+    assert stream.payloads[-1] == b"[DONE]"
+    assert stream.payloads[-2].startswith(b'{"error": {"message": "')
+    assert json.loads(stream.payloads[-2])["error"]["code"] == 500
     chunks: list[Any] = []
     with pytest.raises(openai.APIError, match="injected fault"):  # noqa: PT012
         for chunk in sdk(module_server).completions.create(
@@ -347,20 +339,20 @@ def test_error_event_mid_stream(module_server: LiveServer) -> None:
 
 
 def test_stall_pauses_the_stream_after_n_tokens(module_server: LiveServer) -> None:
-    _, arrivals, events = stream_with_fault(module_server, "stall;ms=600;after=3")
-    assert events[-1] == b"data: [DONE]"
-    gaps_ms = [(b - a) * 1000 for a, b in itertools.pairwise(arrivals)]
-    assert 600 + ITL_MS - 2 <= gaps_ms[2] <= 600 + ITL_MS + 150, gaps_ms
-    assert max(gaps_ms[:2] + gaps_ms[3:]) < 600
+    stream = stream_with_fault(module_server, "stall;ms=600;after=3")
+    assert stream.payloads[-1] == b"[DONE]"
+    arrivals = token_arrivals(stream)
+    assert len(arrivals) == 8
+    # Token k is due at k * ITL (no TTFT), and 600 ms later from the fourth on.
+    for k, arrival in enumerate(arrivals):
+        assert_due(arrival, k * ITL_MS / 1000 + (0.6 if k >= 3 else 0), f"token {k}")
 
 
 def test_slow_first_byte_holds_the_headers(module_server: LiveServer) -> None:
-    headers_at, arrivals, events = stream_with_fault(
-        module_server, "slow-first-byte;ms=500", tokens=3
-    )
-    assert 0.498 <= headers_at <= 0.7
-    assert len(arrivals) == 3
-    assert events[-1] == b"data: [DONE]"
+    stream = stream_with_fault(module_server, "slow-first-byte;ms=500", tokens=3)
+    assert_due(stream.headers_at, 0.5, "the headers")
+    assert len(token_arrivals(stream)) == 3
+    assert stream.payloads[-1] == b"[DONE]"
 
 
 def test_bad_fault_header_is_a_400(module_server: LiveServer) -> None:
@@ -372,13 +364,19 @@ def test_bad_fault_header_is_a_400(module_server: LiveServer) -> None:
 
 
 def test_injected_faults_are_counted(module_server: LiveServer) -> None:
-    before = value(scrape(module_server)["dummy_vllm:faults_injected"], "_total", type="stall")
+    def counts() -> tuple[float, float, float]:
+        families = scrape(module_server)
+        faults = families["dummy_vllm:faults_injected"]
+        aborted = value(families["vllm:request_success"], "_total", finished_reason="abort")
+        return value(faults, "_total", type="stall"), value(faults, "_total", type="cut"), aborted
+
+    stall, cut, aborted = counts()
     stream_with_fault(module_server, "stall;ms=10")
-    families = scrape(module_server)
-    assert value(families["dummy_vllm:faults_injected"], "_total", type="stall") == before + 1
-    assert value(families["dummy_vllm:faults_injected"], "_total", type="cut") >= 1
-    # Broken streams count as aborted.
-    assert value(families["vllm:request_success"], "_total", finished_reason="abort") >= 1
+    with pytest.raises(httpx.RemoteProtocolError):
+        stream_with_fault(module_server, "cut;after=2")
+    # The cut stream counts as aborted too, once the server saw the connection go.
+    expected = (stall + 1, cut + 1, aborted + 1)
+    wait_until(lambda: counts() == expected, f"stall, cut and aborted counts of {expected}")
 
 
 def test_fault_rate_is_seeded_and_reproducible(start_server: Callable[..., LiveServer]) -> None:
@@ -419,7 +417,9 @@ def test_a_client_leaving_mid_stream_counts_as_aborted(module_server: LiveServer
         success = families["vllm:request_success"]
         return value(success, "_total", finished_reason="abort")
 
-    after = wait_for_metrics(module_server, lambda f: aborted(f) == aborted(before) + 1)
+    after = wait_for_metrics(
+        module_server, lambda f: aborted(f) == aborted(before) + 1, "one more aborted request"
+    )
     assert aborted(after) == aborted(before) + 1
     e2e = "vllm:e2e_request_latency_seconds"
     # Counted when the client left (3 tokens, ~40 ms), not when 100 tokens would have ended.

@@ -4,6 +4,7 @@ regular expressions, checked with the ``jsonschema`` and ``re`` libraries."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from typing import Any, Literal
@@ -113,8 +114,11 @@ def test_unsupported_schemas_say_what(schema: dict[str, Any], keyword: str) -> N
         instance(schema, random.Random(0))
 
 
-def test_json_object_is_an_object() -> None:
-    assert all(isinstance(json_object(random.Random(s)), dict) for s in range(20))
+def test_json_object_is_a_non_empty_json_object() -> None:
+    for seed in range(20):
+        obj = json_object(random.Random(seed))
+        assert obj, seed
+        assert json.loads(json.dumps(obj)) == obj  # string keys, JSON values only
 
 
 def test_tool_calls_follow_the_choice() -> None:

@@ -7,7 +7,6 @@ import asyncio
 import itertools
 import json
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from dummy_vllm.recording.replay import EventKind, classify
 from dummy_vllm.recording.store import ExchangeRecord, Store
 
 from ..conftest import LiveServer
+from ..shapes import LATE_S, read_timed
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "bench"
 VLLM_COMPLETIONS = FIXTURES / "vllm-bench-0.33-completions.json"
@@ -186,23 +186,15 @@ async def vllm_like_client(url: str, requests: int, concurrency: int) -> tuple[l
 
     async def worker(client: httpx.AsyncClient) -> None:
         for _ in left:
-            start = last = time.perf_counter()
-            first = True
-            async with client.stream("POST", f"{url}/v1/completions", json=body) as response:
-                assert response.headers["x-dummy-vllm-replay"] == "miss-profile"
-                async for line in response.aiter_lines():
-                    if not line.startswith("data: {"):
-                        continue
-                    choices = json.loads(line[6:])["choices"]
-                    if not (choices and choices[0]["text"]):
-                        continue
-                    now = time.perf_counter()
-                    if first:
-                        ttfts.append(now - start)
-                        first = False
-                    else:
-                        itls.append(now - last)
-                    last = now
+            stream = await read_timed(client, f"{url}/v1/completions", body)
+            assert stream.headers["x-dummy-vllm-replay"] == "miss-profile"
+            texts = [
+                at
+                for at, event in stream.json_events()
+                if event["choices"] and event["choices"][0]["text"]
+            ]
+            ttfts.append(texts[0])
+            itls.extend(b - a for a, b in itertools.pairwise(texts))
 
     async with httpx.AsyncClient(timeout=60) as client:
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
@@ -223,5 +215,10 @@ def test_replaying_an_imported_vllm_bench_result_reproduces_its_latency(
 
     recorded_ttft = statistics.mean(result["ttfts"])
     recorded_itl = statistics.mean(gap for gaps in result["itls"] for gap in gaps)
-    assert statistics.mean(ttfts) == pytest.approx(recorded_ttft, rel=0.10)
-    assert statistics.mean(itls) == pytest.approx(recorded_itl, rel=0.10)
+    # Within 10 % of the recorded means (48 draws from 100 samples), plus what a busy box adds:
+    # lateness to a TTFT, and to a mean gap only the difference between a stream's first and
+    # last tokens' lateness, spread over its 63 gaps.
+    ttft = statistics.mean(ttfts)
+    assert 0.9 * recorded_ttft <= ttft <= 1.1 * recorded_ttft + LATE_S, (ttft, recorded_ttft)
+    itl = statistics.mean(itls)
+    assert abs(itl - recorded_itl) <= 0.1 * recorded_itl + LATE_S / 63, (itl, recorded_itl)

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ import pytest
 from dummy_vllm.recording.replay import load_sessions
 from dummy_vllm.recording.store import SCHEMA_VERSION, Store, StoreError
 
-from ..conftest import REPO, free_port
+from ..conftest import REPO, LiveServer
 from .test_replay import CHAT, record
 from .test_replay_live import write_session
 
@@ -113,38 +113,19 @@ def test_a_read_only_volume_needs_immutable(tmp_path: Path) -> None:
 
 
 @needs_mount_namespace
-def test_serve_replays_from_a_read_only_volume(tmp_path: Path) -> None:
+def test_serve_replays_from_a_read_only_volume(
+    start_server: Callable[..., LiveServer], tmp_path: Path
+) -> None:
     db = session_db(tmp_path)
     mount = tmp_path / "mnt"
     mount.mkdir()
-    port = free_port()
-    serve = (
-        f"{sys.executable} cli.py serve --port {port} --replay s --db {mount}/rec.db "
-        "--db-immutable --instant"
+    server = start_server(
+        *("--replay", "s", "--db", f"{mount}/rec.db", "--db-immutable", "--instant"),
+        launcher=lambda argv: read_only_volume(db.parent, mount, shlex.join(argv)),
     )
-    server = subprocess.Popen(
-        read_only_volume(db.parent, mount, serve),
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, server.stderr.read()  # type: ignore[union-attr]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models") as response:
-                    assert b'"id":"m"' in response.read()
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.1)
-    finally:
-        # Sanic's manager can miss a SIGINT sent the moment its first worker answers.
-        time.sleep(1)
-        os.killpg(server.pid, signal.SIGINT)
-        server.wait(timeout=10)
+    with urllib.request.urlopen(f"{server.url}/v1/models", timeout=10) as response:
+        assert b'"id":"m"' in response.read()
+    server.stop()  # first: nothing may be written on the way out either
     assert sorted(os.listdir(db.parent)) == ["rec.db"]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 import subprocess
 import sys
 from collections.abc import Callable
@@ -12,10 +11,11 @@ from pathlib import Path
 
 import httpx
 
+from dummy_vllm.protocol.requests import CHAT_ROUTE, COMPLETIONS_ROUTE
 from dummy_vllm.recording.store import ExchangeRecord, Store, StoredExchange
 
 from ..conftest import REPO, LiveServer
-from ..shapes import arrival_errors_ms, timed_events
+from ..shapes import assert_on_recorded_offsets, timed_stream
 
 CHAT = {
     "model": "m",
@@ -73,14 +73,9 @@ def test_recorded_session_replays_byte_identical_on_recorded_offsets(
     assert len(chat.events) == 2 + 20 + 1
 
     replay = start_server("--replay", "rt", "--db", str(db))
-    with httpx.Client(timeout=30) as client:
-        client.get(f"{replay.url}/health")
-        _, arrivals = timed_events(client, f"{replay.url}/v1/chat/completions", CHAT)
-        body = client.post(f"{replay.url}/v1/completions", json=COMPLETION)
-    assert [raw for _, raw in arrivals] == [raw for _, raw in chat.events]
-    errors_ms = arrival_errors_ms(arrivals, chat.events)
-    assert min(errors_ms) >= -2, errors_ms
-    assert statistics.median(errors_ms) <= 10, errors_ms
+    events = timed_stream(replay.url, CHAT_ROUTE, CHAT).events
+    body = httpx.post(f"{replay.url}{COMPLETIONS_ROUTE}", json=COMPLETION, timeout=30)
+    assert_on_recorded_offsets(events, chat.events)
     assert body.content == completion.response_body
     assert body.headers["x-dummy-vllm-replay"] == "exact"
 

@@ -7,7 +7,6 @@ import asyncio
 import json
 import secrets
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,10 +16,11 @@ import httpx
 import pytest
 
 from dummy_vllm.recording.recorder import Recorder, UpstreamCall
-from dummy_vllm.recording.store import Outcome, Store, StoredExchange, migrate
+from dummy_vllm.recording.store import Outcome, Store, migrate
 from dummy_vllm.settings import RecordSettings
 
 from ..conftest import LiveServer, free_port
+from .recorded import exchange_for
 
 EVENT = b'data: {"choices":[{"index":0,"delta":{"content":"x"}}]}\n\n'
 FRAGMENT = b'data: {"choi'
@@ -48,7 +48,7 @@ class FakeUpstream:
         started = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(started,), daemon=True)
         self._thread.start()
-        assert started.wait(10)
+        assert started.wait(10), "the fake upstream did not start listening"
         self.url = f"http://127.0.0.1:{self.port}"
 
     def _run(self, started: threading.Event) -> None:
@@ -102,14 +102,21 @@ class FakeUpstream:
     async def _slow(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(SSE_HEAD)
         peer_left = asyncio.ensure_future(reader.read(1))
+        # Bounded: a recorder that never lets go must not keep this thread writing for ever.
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + 30
+        stayed = False
         try:
             while not peer_left.done():
+                if stayed := loop.time() > give_up:
+                    return
                 writer.write(chunk(EVENT))
                 await writer.drain()
                 await asyncio.sleep(0.03)
         finally:
             peer_left.cancel()
-            self.abandoned.set()
+            if not stayed:  # the peer left, or the connection broke
+                self.abandoned.set()
 
 
 @pytest.fixture(scope="module")
@@ -148,19 +155,6 @@ def dead_recorder(db: Path) -> Iterator[LiveServer]:
     server.stop()
 
 
-def load(db: Path, session: str) -> list[StoredExchange]:
-    async def read() -> list[StoredExchange]:
-        async with await Store.open(db) as store:
-            return await store.load_exchanges([session])
-
-    return asyncio.run(read())
-
-
-def find(db: Path, marker: str, session: str = "f") -> StoredExchange | None:
-    found = [x for x in load(db, session) if marker.encode() in x.record.request_body]
-    return found[0] if found else None
-
-
 def read_raw(response: httpx.Response) -> tuple[bytes, httpx.TransportError | None]:
     """The raw body received, and the error that ended it early, if any."""
     received = b""
@@ -187,8 +181,7 @@ def test_unreachable_upstream_gets_502_and_is_recorded(dead_recorder: LiveServer
     assert error["message"].startswith("The upstream is unreachable:")
     assert (error["type"], error["param"], error["code"]) == ("BadGateway", None, 502)
     assert set(response.json()) == {"error"}
-    exchange = find(db, marker, "dead")
-    assert exchange is not None
+    exchange = exchange_for(db, marker, "dead")
     record = exchange.record
     assert (record.outcome, record.status, record.events) == (
         Outcome.UPSTREAM_UNREACHABLE,
@@ -204,8 +197,7 @@ def test_upstream_hanging_up_without_an_answer_is_502(recorder: LiveServer, db: 
     )
     assert response.status_code == 502
     assert response.json()["error"]["type"] == "BadGateway"
-    exchange = find(db, marker)
-    assert exchange is not None
+    exchange = exchange_for(db, marker, "f")
     assert (exchange.record.outcome, exchange.record.status) == (Outcome.UPSTREAM_DROPPED, None)
 
 
@@ -220,8 +212,7 @@ def test_stream_dropped_by_the_upstream_is_truncated_for_the_client(
     # Broken off without the chunked terminator, as the upstream left it.
     assert isinstance(error, httpx.RemoteProtocolError)
     assert received == EVENT * 3 + FRAGMENT
-    exchange = find(db, marker)
-    assert exchange is not None
+    exchange = exchange_for(db, marker, "f")
     record = exchange.record
     assert (record.outcome, record.status, record.streamed) == (
         Outcome.UPSTREAM_DROPPED,
@@ -244,11 +235,7 @@ def test_client_leaving_cancels_the_upstream_and_is_recorded(
             if received.count(b"\n\n") >= 2:
                 break
     assert fake.abandoned.wait(10), "the upstream request was not cancelled"
-    deadline = time.monotonic() + 10
-    while (exchange := find(db, marker)) is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert exchange is not None
-    record = exchange.record
+    record = exchange_for(db, marker, "f").record
     assert record.outcome is Outcome.CLIENT_ABORTED
     assert len(record.events) >= 2
     assert all(data == EVENT for _, data in record.events)
@@ -272,8 +259,7 @@ def test_secrets_reach_the_upstream_but_not_the_disk(
     assert body_key.encode() in body
     assert headers["x-extra"] == "yes"
     assert headers["accept-encoding"] == "identity"
-    exchange = find(db, marker)
-    assert exchange is not None
+    exchange = exchange_for(db, marker, "f")
     assert json.loads(exchange.record.request_body)["api_key"] == "[REDACTED]"
     on_disk = b"".join(
         path.read_bytes() for path in db.parent.iterdir() if path.name.startswith(db.name)

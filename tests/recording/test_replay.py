@@ -43,7 +43,7 @@ from dummy_vllm.settings import (
     Limits,
     MissPolicy,
     ReplaySettings,
-    Settings,
+    SchedulerSettings,
     SyntheticSettings,
 )
 from dummy_vllm.synthetic import SyntheticModel
@@ -66,11 +66,10 @@ def record(route: str, body: dict[str, Any], seq: int = 1) -> StoredExchange:
 
 
 def responder(exchanges: Iterable[StoredExchange], **replay: Any) -> ReplayResponder:
-    settings = Settings(model="m", replay=ReplaySettings(sessions=("s",), **replay))
-    assert settings.replay is not None
-    index = ReplayIndex(list(exchanges), settings.replay, seed=0)
+    replay_settings = ReplaySettings(sessions=("s",), **replay)
+    index = ReplayIndex(list(exchanges), replay_settings, seed=0)
     metrics = Metrics(
-        Scheduler(settings.scheduler),
+        Scheduler(SchedulerSettings()),
         enabled=True,
         model="m",
         max_model_len=2048,
@@ -79,7 +78,7 @@ def responder(exchanges: Iterable[StoredExchange], **replay: Any) -> ReplayRespo
         directory=None,
     )
     synthetic = SyntheticModel(SyntheticSettings(), SERVED, seed=0)
-    return ReplayResponder(settings.replay, index, synthetic, metrics)
+    return ReplayResponder(replay_settings, index, synthetic, metrics)
 
 
 def stream_of(plan: ResponsePlan) -> list[tuple[float, bytes]]:

@@ -7,7 +7,6 @@ import os
 import signal
 import sqlite3
 import sys
-import time
 import traceback
 from collections.abc import AsyncIterator
 from multiprocessing.synchronize import Barrier
@@ -28,6 +27,8 @@ from dummy_vllm.recording.store import (
     migrate,
     percentile,
 )
+
+from ..conftest import wait_until
 
 DONE = b"data: [DONE]\n\n"
 
@@ -384,7 +385,7 @@ def write_exchanges(path: str, worker: int, count: int, barrier: Barrier) -> Non
     async def run() -> None:
         async with await Store.open(Path(path)) as store:
             await store.ensure_session("shared", upstream=None, options={})
-            barrier.wait()
+            barrier.wait(timeout=30)
             for n in range(count):
                 events = [(i, b"data: %d/%d/%d\n\n" % (worker, n, i)) for i in range(20)]
                 await store.add_exchange("shared", record(events=events))
@@ -406,9 +407,12 @@ def test_two_processes_write_at_once(db: Path) -> None:
     for process in workers:
         process.start()
     for process in workers:
-        process.join(timeout=120)
+        process.join(timeout=30)
+    for process in workers:
+        process.kill()  # a no-op unless it hung: it must not outlive the test
+        process.join(timeout=10)
 
-    # A "database is locked" in either child makes it exit 1.
+    # A "database is locked" in either child makes it exit 1; a hung one was killed (-9).
     assert [process.exitcode for process in workers] == [0, 0]
     assert query(db, "SELECT COUNT(*) FROM sessions") == [(1,)]
     seqs = [seq for (seq,) in query(db, "SELECT seq FROM exchanges ORDER BY seq")]
@@ -446,15 +450,16 @@ def test_sigkill_mid_recording_leaves_every_committed_exchange(db: Path, tmp_pat
     ctx = multiprocessing.get_context("spawn")
     child = ctx.Process(target=write_until_killed, args=(str(db), str(progress)))
     child.start()
-    deadline = time.monotonic() + 60
-    while progress.read_text().count("\n") < 100:
-        assert child.is_alive(), "writer died"
-        assert time.monotonic() < deadline, "writer made no progress"
-        time.sleep(0.01)
 
-    assert child.pid is not None
-    os.kill(child.pid, signal.SIGKILL)
-    child.join()
+    def progressed() -> bool:
+        assert child.is_alive(), "writer died"
+        return progress.read_text().count("\n") >= 100
+
+    try:
+        wait_until(progressed, "the writer to commit 100 exchanges", timeout=60)
+    finally:
+        child.kill()
+        child.join(timeout=10)
 
     assert child.exitcode == -signal.SIGKILL
     assert query(db, "PRAGMA integrity_check") == [("ok",)]
@@ -477,11 +482,8 @@ async def test_load_100k_events(store: Store) -> None:
         events = [(i * 20_000_000, chunk(n * 100 + i, 150)) for i in range(100)]
         await store.add_exchange("s", record(events=events))
 
-    started = time.perf_counter()
+    # How fast is benchmarks.replay_bench's to measure, on an idle machine; here, only that it
+    # all comes back.
     loaded = await store.load_exchanges(["s"])
-    elapsed = time.perf_counter() - started
-
-    print(f"\nload_exchanges: 1000 exchanges, 100000 events in {elapsed:.3f} s")
     assert sum(len(e.record.events) for e in loaded) == 100_000
     assert loaded[-1].record.events[-1] == (99 * 20_000_000, chunk(99_999, 150))
-    assert elapsed < 5.0
