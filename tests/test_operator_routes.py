@@ -10,16 +10,9 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from .conftest import LiveServer
+from .conftest import LiveServer, wait_until
 
 COMPLETION = {"model": "m", "prompt": "hi", "max_tokens": 2}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
 
 
 def test_load_counts_requests_in_flight(start_server: Callable[..., LiveServer]) -> None:
@@ -30,7 +23,9 @@ def test_load_counts_requests_in_flight(start_server: Callable[..., LiveServer])
         target=lambda: httpx.post(f"{url}/v1/completions", json=COMPLETION, timeout=30)
     )
     thread.start()
-    wait_for(lambda: httpx.get(f"{url}/load").json() == {"server_load": 1})
+    wait_until(
+        lambda: httpx.get(f"{url}/load").json() == {"server_load": 1}, "one request in flight"
+    )
     thread.join()
     assert httpx.get(f"{url}/load").json() == {"server_load": 0}
 
@@ -56,7 +51,9 @@ def test_a_sleeping_server_holds_requests_until_it_wakes(
         )
     )
     thread.start()
-    wait_for(lambda: httpx.get(f"{url}/load").json() == {"server_load": 1})
+    wait_until(
+        lambda: httpx.get(f"{url}/load").json() == {"server_load": 1}, "one request in flight"
+    )
     time.sleep(0.2)
     assert answered == []
     # Waking the weights only leaves the KV cache asleep.

@@ -323,7 +323,7 @@ def test_the_rest_of_the_surface_is_forwarded(recorder: LiveServer, db: Path) ->
         f"{recorder.url}/v1/embeddings", json={"model": MODEL, "input": [marker, "b"]}
     )
     assert embedded.status_code == 200
-    assert exchange_for(db, marker).record.response_body == embedded.content
+    assert exchange_for(db, marker, "live").record.response_body == embedded.content
     # Routes with an id travel as they came; the upstream's own 404 comes back.
     fetched = httpx.get(f"{recorder.url}/v1/responses/resp_{marker}")
     assert fetched.status_code == 404
