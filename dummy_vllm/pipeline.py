@@ -7,7 +7,7 @@ import asyncio
 
 from sanic import HTTPResponse
 
-from .emit import AnyRequest, Delivery, deliver
+from .emit import AnyRequest, Delivery, StreamClock, deliver
 from .faults import FAULT_HEADER, FaultInjector
 from .metrics import Metrics
 from .plan import ResponsePlan
@@ -26,6 +26,8 @@ class Pipeline:
         self.faults = faults
         # The era and context length injected errors are shaped and worded for.
         self.served = served
+        # Built in the worker's running loop (the app's before_server_start).
+        self.clock = StreamClock(asyncio.get_running_loop())
 
     async def serve(
         self, request: AnyRequest, plan: ResponsePlan, arrival: float
@@ -50,7 +52,7 @@ class Pipeline:
             scheduler.kv_tokens += held
             delivery = Delivery()
             try:
-                return await deliver(request, plan, admitted, delivery)
+                return await deliver(request, plan, admitted, delivery, self.clock)
             finally:
                 scheduler.kv_tokens -= held
                 self.metrics.request_finished(plan, delivery, arrival, admitted)

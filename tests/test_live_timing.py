@@ -8,6 +8,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
@@ -96,3 +97,23 @@ def test_jitter_is_seeded_and_reproducible(start_server: Callable[..., LiveServe
     assert statistics.pstdev(gaps_first) > 2  # the spread is real, not constant
     # The same seed gives the same schedule; observed gaps agree within scheduling noise.
     assert statistics.median(abs(a - b) for a, b in zip(gaps_first, gaps_second, strict=True)) < 3
+
+
+def test_many_streams_keep_absolute_deadlines(start_server: Callable[..., LiveServer]) -> None:
+    """Concurrent long streams share the worker's clock: no token comes early, and lateness
+    does not add up over hundreds of tokens (a relative sleep per token would drift by about
+    half a millisecond each)."""
+    ttft_ms, itl_ms, tokens, streams = 40.0, 5.0, 300, 12
+    server = start_server("--model", "timed", "--ttft-delay", str(ttft_ms), "--token-delay", "5")
+    body = {**BODY, "stream": True, "max_tokens": tokens}
+    stream_arrivals(server, {**body, "max_tokens": 2})  # warm the connection path
+    with ThreadPoolExecutor(streams) as pool:
+        runs = list(pool.map(lambda _: stream_arrivals(server, body)[1], range(streams)))
+    expected_last = ttft_ms + (tokens - 1) * itl_ms
+    for arrivals in runs:
+        assert len(arrivals) == tokens
+        # Measured from before the request was sent, so the server's deadlines are later.
+        assert all(arrival * 1000 >= ttft_ms + k * itl_ms - 2 for k, arrival in enumerate(arrivals))
+        assert arrivals[-1] * 1000 <= expected_last + 100, arrivals[-1]
+        gaps_ms = [(b - a) * 1000 for a, b in itertools.pairwise(arrivals)]
+        assert abs(statistics.median(gaps_ms) - itl_ms) <= 1.5

@@ -26,6 +26,7 @@ from .edge import fail, given_options, run_on_store, settings_or_exit
 from .options import (
     SERVER,
     LogLevel,
+    backlog_option,
     db_option,
     host_option,
     log_level_option,
@@ -83,6 +84,7 @@ def serve(
     host: str = host_option(),
     port: int = port_option(),
     workers: int = workers_option(),
+    backlog: int = backlog_option(),
     log_level: LogLevel = log_level_option(),
     api_key: str | None = typer.Option(
         None,
@@ -304,6 +306,7 @@ def serve(
             host=host,
             port=port,
             workers=workers,
+            backlog=backlog,
             log_level=log_level.value,
             api_key=api_key,
             db_path=db,
