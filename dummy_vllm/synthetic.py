@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .engine import Corpus, LatencyModel, Tokenizer, sample_output_length
+from .engine.tokenizer import IDS_TYPECODE
 from .plan import ResponsePlan
 from .protocol.requests import (
     CHAT_ROUTE,
@@ -205,7 +206,9 @@ class SyntheticModel:
         # identical requests get identical answers (like greedy decoding) and different ones differ.
         digest = self.seed
         for prompt in prompts:
-            digest = zlib.crc32(array("q", prompt).tobytes(), digest)
+            # Chat prompts come packed from the tokenizer; token-id prompts are packed here.
+            packed = prompt if isinstance(prompt, array) else array(IDS_TYPECODE, prompt)
+            digest = zlib.crc32(packed, digest)
         return digest
 
     def _finish(self, index: int, ids: list[int], params: GenerationParams) -> ChoiceOutput:

@@ -20,8 +20,9 @@ from __future__ import annotations
 import codecs
 import re
 import string
-from collections.abc import Sequence
-from itertools import chain
+from array import array
+from collections.abc import Callable, Sequence
+from itertools import chain, islice
 
 import ujson
 
@@ -292,7 +293,17 @@ _PRETOKEN_RE = re.compile(
 # bounded in count and in piece length.
 _SPLIT_CACHE_SIZE = 16384
 _SPLIT_CACHE_MAX_LEN = 32
-_ENCODE_CACHE_SIZE = 4096
+# Space-separated words whose tokens are remembered (per memo): prompts, even distinct ones,
+# are made of words seen before. Checked between texts, so one text never loses its own.
+_WORD_MEMO_SIZE = 65536
+
+# Token ids packed as machine int64s: memo entries join into a text's ids with one copy, and
+# a prompt's ids can be hashed as they are.
+IDS_TYPECODE = "q"
+
+# What the pre-tokenisation's [^\S\n] matches: re's \s is str.isspace(), whose characters all
+# lie below U+3001.
+_BLANKS = frozenset(c for c in map(chr, range(0x3001)) if c.isspace() and c != "\n")
 
 # Lone surrogates (legal in a Python str, e.g. from a JSON "\ud800" escape) are encoded with
 # "surrogatepass", so decoding passes them back; any other invalid byte run becomes U+FFFD.
@@ -308,6 +319,31 @@ def _surrogatepass_or_replace(exc: UnicodeError) -> tuple[str | bytes, int]:
 
 
 codecs.register_error(_DECODE_ERRORS, _surrogatepass_or_replace)
+
+
+class _WordMemo(dict[str, bytes]):
+    """The tokens of ``prefix + word`` by word (packed ``IDS_TYPECODE``), computed on first use.
+
+    Also notes the words that are empty or end in a blank: after one of them, a space
+    continues a run of blanks, which the pre-tokenisation does not cut at.
+    """
+
+    def __init__(self, encode: Callable[[str], list[int]], prefix: str) -> None:
+        super().__init__()
+        self._encode = encode
+        self._prefix = prefix
+        self.blank_ended: set[str] = set()
+
+    def __missing__(self, word: str) -> bytes:
+        ids = self[word] = array(IDS_TYPECODE, self._encode(self._prefix + word)).tobytes()
+        if not word or word[-1] in _BLANKS:
+            self.blank_ended.add(word)
+        return ids
+
+    def bound(self) -> None:
+        if len(self) >= _WORD_MEMO_SIZE:
+            self.clear()
+            self.blank_ended.clear()
 
 
 class Tokenizer:
@@ -352,47 +388,73 @@ class Tokenizer:
             )
             for i, p in enumerate(pieces)
         }
-        # For the split of unknown pieces: the lengths of the vocabulary strings starting with
-        # each character, longest first. Specials are left out: they never occur inside a piece.
-        lengths: dict[str, set[int]] = {}
+        # For the split of unknown pieces: every prefix of a vocabulary string, True if it is
+        # one itself. Specials are left out: they never occur inside a piece.
+        prefixes: dict[str, bool] = {}
         for text in vocab.keys() - SPECIAL_TOKENS:
-            lengths.setdefault(text[0], set()).add(len(text))
-        self._lengths = {c: tuple(sorted(ls, reverse=True)) for c, ls in lengths.items()}
+            for end in range(1, len(text)):
+                prefixes.setdefault(text[:end], False)
+            prefixes[text] = True
+        self._prefixes = prefixes
         self._splits: dict[str, tuple[int, ...]] = {}
-        self._encoded: dict[str, tuple[int, ...]] = {}
+        self._specials = {t: array(IDS_TYPECODE, [vocab[t]]).tobytes() for t in SPECIAL_TOKENS}
+        # A segment's first word, and every word after a space (with that space).
+        self._heads = _WordMemo(self._encode_pieces, "")
+        self._spaced = _WordMemo(self._encode_pieces, " ")
 
     def encode(self, text: str) -> list[int]:
-        # Benchmarks resend the same prompts: whole texts are cached, bounded.
-        cached = self._encoded.get(text)
-        if cached is not None:
-            return list(cached)
-        ids = self._encode(text)
-        if len(self._encoded) >= _ENCODE_CACHE_SIZE:
-            self._encoded.clear()
-        self._encoded[text] = tuple(ids)
-        return ids
+        return self.ids(text).tolist()
 
-    def _encode(self, text: str) -> list[int]:
-        ids: list[int] = []
-        vocab, splits = self._vocab, self._splits
+    def ids(self, text: str) -> array[int]:
+        """The token ids of ``text``, packed (``IDS_TYPECODE``).
+
+        Pre-tokenisation never puts a space inside a piece, except in a run of blanks: text
+        cut before every space that follows something other than a blank tokenises as the
+        concatenation of its parts. So text is split at spaces and each word's packed ids
+        come from a memo, joined at C speed; only words never seen before go through the
+        pre-tokenising regular expression and the vocabulary.
+        """
+        self._heads.bound()
+        self._spaced.bound()
+        if "<" not in text:  # no special token
+            return array(IDS_TYPECODE, self._encode_segment(text))
+        parts = []
         # re.split with a capturing group alternates plain text and special tokens.
         for i, segment in enumerate(_SPECIAL_RE.split(text)):
-            if i % 2:
-                ids.append(vocab[segment])
+            parts.append(self._specials[segment] if i % 2 else self._encode_segment(segment))
+        return array(IDS_TYPECODE, b"".join(parts))
+
+    def _encode_segment(self, segment: str) -> bytes:
+        words = segment.split(" ")
+        head = words[0]
+        if len(words) == 1:
+            return self._heads[head]
+        spaced = self._spaced
+        packed = b"".join(
+            chain((self._heads[head],), map(spaced.__getitem__, islice(words, 1, None)))
+        )
+        # Cuts before a space that continues a run of blanks are not piece boundaries.
+        if head[-1:] in _BLANKS or not spaced.blank_ended.isdisjoint(words[1:-1]):
+            return array(IDS_TYPECODE, self._encode_pieces(segment)).tobytes()
+        return packed
+
+    def _encode_pieces(self, text: str) -> list[int]:
+        """Pre-tokenise ``text`` (which holds no special token) and look up its pieces."""
+        ids: list[int] = []
+        vocab, splits = self._vocab, self._splits
+        for piece in _PRETOKEN_RE.findall(text):
+            token_id = vocab.get(piece)
+            if token_id is not None:
+                ids.append(token_id)
                 continue
-            for piece in _PRETOKEN_RE.findall(segment):
-                token_id = vocab.get(piece)
-                if token_id is not None:
-                    ids.append(token_id)
-                    continue
-                split = splits.get(piece)
-                if split is None:
-                    split = self._split(piece)
-                    if len(piece) <= _SPLIT_CACHE_MAX_LEN:
-                        if len(splits) >= _SPLIT_CACHE_SIZE:
-                            splits.clear()
-                        splits[piece] = split
-                ids.extend(split)
+            split = splits.get(piece)
+            if split is None:
+                split = self._split(piece)
+                if len(piece) <= _SPLIT_CACHE_MAX_LEN:
+                    if len(splits) >= _SPLIT_CACHE_SIZE:
+                        splits.clear()
+                    splits[piece] = split
+            ids.extend(split)
         return ids
 
     def _split(self, piece: str) -> tuple[int, ...]:
@@ -401,17 +463,23 @@ class Tokenizer:
         Dynamic programming from the end: ``cost[i]`` is the fewest tokens for ``piece[i:]``;
         a character with no vocabulary match costs its UTF-8 bytes.
         """
-        vocab, lengths = self._vocab, self._lengths
+        vocab, prefixes = self._vocab, self._prefixes
         end = len(piece)
         cost = [0] * (end + 1)
         step = [0] * end  # the chosen length at i; 0 = byte fallback
         for i in range(end - 1, -1, -1):
+            # The vocabulary strings at i: extend while piece[i:j] still begins one.
+            matches = []
+            j = i + 1
+            while j <= end and (known := prefixes.get(piece[i:j])) is not None:
+                if known:
+                    matches.append(j - i)
+                j += 1
             best = len(piece[i].encode("utf-8", "surrogatepass")) + cost[i + 1]
-            for length in lengths.get(piece[i], ()):  # longest first: ties go to it
-                if i + length <= end and piece[i : i + length] in vocab:
-                    candidate = 1 + cost[i + length]
-                    if candidate < best or (candidate == best and not step[i]):
-                        best, step[i] = candidate, length
+            for length in reversed(matches):  # longest first: ties go to it
+                candidate = 1 + cost[i + length]
+                if candidate < best or (candidate == best and not step[i]):
+                    best, step[i] = candidate, length
             cost[i] = best
         ids: list[int] = []
         i = 0
@@ -441,6 +509,13 @@ class Tokenizer:
             return self._pieces[token_id]
         except KeyError:
             raise ValueError(f"unknown token id {token_id!r}") from None
+
+    def pieces(self, ids: Sequence[int]) -> str:
+        """The pieces of ``ids`` joined: the text a stream of them shows, token by token."""
+        try:
+            return "".join(map(self._pieces.__getitem__, ids))
+        except KeyError as exc:
+            raise ValueError(f"unknown token id {exc.args[0]!r}") from None
 
     def piece_json(self, token_id: int) -> bytes:
         """``piece()`` as a compact JSON string literal, ready to splice into a response."""

@@ -83,7 +83,8 @@ class CompletionRequest:
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     model: str
-    prompt: tuple[int, ...]
+    # As the tokenizer packs it (Tokenizer.ids): no per-token copy of a long prompt.
+    prompt: Sequence[int]
     params: GenerationParams
 
 
@@ -620,7 +621,7 @@ def parse_chat_request(body: Mapping[str, Any], served: ServedModel) -> ChatRequ
     include_usage, continuous = _check_stream_options(body, fields, served.profile)
     _check_tools(fields, body)
     model = _resolve_model(fields, served)
-    prompt = served.tokenizer.encode(render_chat_prompt(messages))
+    prompt = served.tokenizer.ids(render_chat_prompt(messages))
     requested = requested_max_tokens(CHAT_ROUTE, fields)
     field = "max_completion_tokens" if "max_completion_tokens" in fields else "max_tokens"
     max_tokens = check_context(
@@ -637,4 +638,4 @@ def parse_chat_request(body: Mapping[str, Any], served: ServedModel) -> ChatRequ
         continuous_usage_stats=continuous,
         served=served,
     )
-    return ChatRequest(model=model, prompt=tuple(prompt), params=params)
+    return ChatRequest(model=model, prompt=prompt, params=params)
