@@ -289,13 +289,18 @@ _PRETOKEN_RE = re.compile(
     r"|[^\S\n]+"
 )
 
-# Splits of word-sized pieces outside the vocabulary are remembered (prompts repeat a lot);
-# bounded in count and in piece length.
-_SPLIT_CACHE_SIZE = 16384
-_SPLIT_CACHE_MAX_LEN = 32
-# Space-separated words whose tokens are remembered (per memo): prompts, even distinct ones,
-# are made of words seen before. Checked between texts, so one text never loses its own.
-_WORD_MEMO_SIZE = 65536
+# Text seen before is not tokenised again: its parts' ids are remembered, at three levels.
+# Chunks: text cut before every " t" (the, to, that, this... start one English word in six,
+# so chunks are a few words long and cut where the content says, wherever the text begins);
+# a long prompt that shares passages with earlier ones (conversation history, documents,
+# benchmark text drawn from one vocabulary) is mostly a few chunk lookups. Words: the parts
+# between spaces, for chunks not seen before. Pieces: what pre-tokenisation cuts words into,
+# looked up in the vocabulary or split. Each memo holds two generations of at most
+# (entries, longest key) parts.
+_CHUNK_MARK = " t"
+_CHUNK_MEMO = (4096, 2048)
+_WORD_MEMO = (32768, 64)
+_PIECE_MEMO = (32768, 32)
 
 # Token ids packed as machine int64s: memo entries join into a text's ids with one copy, and
 # a prompt's ids can be hashed as they are.
@@ -321,29 +326,58 @@ def _surrogatepass_or_replace(exc: UnicodeError) -> tuple[str | bytes, int]:
 codecs.register_error(_DECODE_ERRORS, _surrogatepass_or_replace)
 
 
-class _WordMemo(dict[str, bytes]):
-    """The tokens of ``prefix + word`` by word (packed ``IDS_TYPECODE``), computed on first use.
+class _PartMemo(dict[str, bytes]):
+    """The ids of ``mark + part`` by part (packed ``IDS_TYPECODE``), computed on first use.
 
-    Also notes the words that are empty or end in a blank: after one of them, a space
-    continues a run of blanks, which the pre-tokenisation does not cut at.
+    Two generations, so that parts in use survive while one-off ones leave: when this dict
+    is full it becomes the previous generation, and a part found there moves back.
+
+    With ``notes_blanks``, also notes the parts looked up since the last turn that are empty
+    or end in a blank: after one of them, the space that starts ``mark`` may continue a run
+    of blanks.
     """
 
-    def __init__(self, encode: Callable[[str], list[int]], prefix: str) -> None:
+    def __init__(
+        self,
+        encode: Callable[[str], bytes],
+        mark: str,
+        limits: tuple[int, int],
+        notes_blanks: bool = False,
+    ) -> None:
         super().__init__()
         self._encode = encode
-        self._prefix = prefix
+        self._mark = mark
+        self._entries, self._key_length = limits
+        self._notes_blanks = notes_blanks
+        self._previous: dict[str, bytes] = {}
         self.blank_ended: set[str] = set()
 
-    def __missing__(self, word: str) -> bytes:
-        ids = self[word] = array(IDS_TYPECODE, self._encode(self._prefix + word)).tobytes()
-        if not word or word[-1] in _BLANKS:
-            self.blank_ended.add(word)
+    def __missing__(self, part: str) -> bytes:
+        ids = self._previous.get(part)
+        if ids is None:
+            ids = self._encode(self._mark + part)
+        if len(part) <= self._key_length:
+            self[part] = ids
+        if self._notes_blanks and (not part or part[-1] in _BLANKS):
+            self.blank_ended.add(part)
         return ids
 
-    def bound(self) -> None:
-        if len(self) >= _WORD_MEMO_SIZE:
+    def turn(self) -> None:
+        """Between texts (a text never loses its own parts): start a new generation if full."""
+        if len(self) >= self._entries or len(self.blank_ended) >= self._entries:
+            self._previous = dict(self)
             self.clear()
             self.blank_ended.clear()
+
+
+def _joined(text: str, mark: str, heads: _PartMemo, tails: _PartMemo) -> tuple[bytes, list[str]]:
+    """The packed ids of ``text`` (no special token in it) as the concatenation of its parts
+    cut before every ``mark``, from the memos; and the parts."""
+    parts = text.split(mark)
+    if len(parts) == 1:
+        return heads[text], parts
+    packed = b"".join(chain((heads[parts[0]],), map(tails.__getitem__, islice(parts, 1, None))))
+    return packed, parts
 
 
 class Tokenizer:
@@ -396,11 +430,14 @@ class Tokenizer:
                 prefixes.setdefault(text[:end], False)
             prefixes[text] = True
         self._prefixes = prefixes
-        self._splits: dict[str, tuple[int, ...]] = {}
         self._specials = {t: array(IDS_TYPECODE, [vocab[t]]).tobytes() for t in SPECIAL_TOKENS}
-        # A segment's first word, and every word after a space (with that space).
-        self._heads = _WordMemo(self._encode_pieces, "")
-        self._spaced = _WordMemo(self._encode_pieces, " ")
+        # A text's first chunk and the ones after each _CHUNK_MARK; a chunk's first word and
+        # the ones after each space.
+        self._chunk_heads = _PartMemo(self._encode_words, "", _CHUNK_MEMO)
+        self._chunks = _PartMemo(self._encode_words, _CHUNK_MARK, _CHUNK_MEMO)
+        self._heads = _PartMemo(self._packed_pieces, "", _WORD_MEMO)
+        self._spaced = _PartMemo(self._packed_pieces, " ", _WORD_MEMO, notes_blanks=True)
+        self._pieces_memo = _PartMemo(self._packed_piece, "", _PIECE_MEMO)
 
     def encode(self, text: str) -> list[int]:
         return self.ids(text).tolist()
@@ -409,53 +446,45 @@ class Tokenizer:
         """The token ids of ``text``, packed (``IDS_TYPECODE``).
 
         Pre-tokenisation never puts a space inside a piece, except in a run of blanks: text
-        cut before every space that follows something other than a blank tokenises as the
-        concatenation of its parts. So text is split at spaces and each word's packed ids
-        come from a memo, joined at C speed; only words never seen before go through the
-        pre-tokenising regular expression and the vocabulary.
+        cut before a space that follows anything but a blank tokenises as the concatenation
+        of its parts. So text is cut into chunks, then words, whose packed ids come from
+        memos and are joined at C speed; only words never seen go through the pre-tokenising
+        regular expression and the vocabulary.
         """
-        self._heads.bound()
-        self._spaced.bound()
+        for memo in (self._chunk_heads, self._chunks, self._heads, self._spaced, self._pieces_memo):
+            memo.turn()
         if "<" not in text:  # no special token
-            return array(IDS_TYPECODE, self._encode_segment(text))
+            return array(IDS_TYPECODE, self._encode_chunks(text))
         parts = []
         # re.split with a capturing group alternates plain text and special tokens.
         for i, segment in enumerate(_SPECIAL_RE.split(text)):
-            parts.append(self._specials[segment] if i % 2 else self._encode_segment(segment))
+            parts.append(self._specials[segment] if i % 2 else self._encode_chunks(segment))
         return array(IDS_TYPECODE, b"".join(parts))
 
-    def _encode_segment(self, segment: str) -> bytes:
-        words = segment.split(" ")
-        head = words[0]
-        if len(words) == 1:
-            return self._heads[head]
-        spaced = self._spaced
-        packed = b"".join(
-            chain((self._heads[head],), map(spaced.__getitem__, islice(words, 1, None)))
-        )
-        # Cuts before a space that continues a run of blanks are not piece boundaries.
-        if head[-1:] in _BLANKS or not spaced.blank_ended.isdisjoint(words[1:-1]):
-            return array(IDS_TYPECODE, self._encode_pieces(segment)).tobytes()
+    def _encode_chunks(self, text: str) -> bytes:
+        # A space before anything but whitespace always starts a piece (a run of blanks before
+        # it leaves it to the word), so every cut before " t" is a boundary.
+        return _joined(text, _CHUNK_MARK, self._chunk_heads, self._chunks)[0]
+
+    def _encode_words(self, text: str) -> bytes:
+        packed, words = _joined(text, " ", self._heads, self._spaced)
+        # After a blank, a space may continue a run of blanks, which is one piece: then the
+        # cut is no boundary (conservatively: whatever follows the space).
+        if len(words) > 1 and (
+            words[0][-1:] in _BLANKS
+            or not self._spaced.blank_ended.isdisjoint(islice(words, 1, len(words) - 1))
+        ):
+            return self._packed_pieces(text)
         return packed
 
-    def _encode_pieces(self, text: str) -> list[int]:
+    def _packed_pieces(self, text: str) -> bytes:
         """Pre-tokenise ``text`` (which holds no special token) and look up its pieces."""
-        ids: list[int] = []
-        vocab, splits = self._vocab, self._splits
-        for piece in _PRETOKEN_RE.findall(text):
-            token_id = vocab.get(piece)
-            if token_id is not None:
-                ids.append(token_id)
-                continue
-            split = splits.get(piece)
-            if split is None:
-                split = self._split(piece)
-                if len(piece) <= _SPLIT_CACHE_MAX_LEN:
-                    if len(splits) >= _SPLIT_CACHE_SIZE:
-                        splits.clear()
-                    splits[piece] = split
-            ids.extend(split)
-        return ids
+        return b"".join(map(self._pieces_memo.__getitem__, _PRETOKEN_RE.findall(text)))
+
+    def _packed_piece(self, piece: str) -> bytes:
+        token_id = self._vocab.get(piece)
+        ids = (token_id,) if token_id is not None else self._split(piece)
+        return array(IDS_TYPECODE, ids).tobytes()
 
     def _split(self, piece: str) -> tuple[int, ...]:
         """Fewest-tokens split of a piece that is not in the vocabulary.

@@ -12,7 +12,7 @@ import pytest
 import ujson
 
 from dummy_vllm.engine import Tokenizer, render_chat_prompt, tokenizer
-from dummy_vllm.engine.tokenizer import _SPECIAL_RE, CHAT_ROLES, EOS_TOKEN
+from dummy_vllm.engine.tokenizer import _PRETOKEN_RE, _SPECIAL_RE, CHAT_ROLES, EOS_TOKEN
 
 
 @pytest.fixture(scope="module")
@@ -119,20 +119,34 @@ def test_split_cache_does_not_change_results(tok: Tokenizer) -> None:
 _SPACY_SOURCES: list[Callable[[random.Random], str]] = [
     lambda rng: rng.choice([" ", " ", "  ", "   ", "\t", "\n", "\r", "\u00a0", "\u3000", "\x1f"]),
     lambda rng: rng.choice(["the", " of", "Hello", "don't", "'s", "42", "...", "\u2014", "xq"]),
+    lambda rng: rng.choice([" t", " the", " to", "t", " tt", " t\t", " t "]),
     lambda rng: rng.choice(["</s>", "<|user|>", "<", "a<b"]),
     _alphabet((0x20, 0x7E)),
 ]
 
 
 def _by_pieces(tok: Tokenizer, text: str) -> list[int]:
-    """The tokenisation by definition: special tokens, then pre-tokenised pieces."""
+    """The tokenisation by definition, without memos: special tokens, pre-tokenised pieces,
+    each a vocabulary entry or split."""
     ids: list[int] = []
     for i, segment in enumerate(_SPECIAL_RE.split(text)):
-        ids += [tok.encode(segment)[0]] if i % 2 else tok._encode_pieces(segment)
+        if i % 2:
+            ids.append(tok._vocab[segment])
+            continue
+        for piece in _PRETOKEN_RE.findall(segment):
+            ids += [tok._vocab[piece]] if piece in tok._vocab else tok._split(piece)
     return ids
 
 
-def test_word_memo_agrees_with_pre_tokenisation(tok: Tokenizer) -> None:
+@pytest.mark.parametrize(
+    "text",
+    ["a\t ", "a\t  b", "x y\t ", "\t ", " \t b", "a\u00a0 ", "a  ", "<|user|>a\t </s>", "a\t tb"],
+)
+def test_runs_of_blanks_at_word_cuts(tok: Tokenizer, text: str) -> None:
+    assert tok.encode(text) == _by_pieces(tok, text)
+
+
+def test_memos_agree_with_pre_tokenisation(tok: Tokenizer) -> None:
     # Spaces and other blanks in every arrangement: runs of blanks are where a split at
     # spaces would cut through a piece.
     rng = random.Random(99)
@@ -147,16 +161,18 @@ def test_blanks_are_what_pre_tokenisation_calls_whitespace() -> None:
     assert every == tokenizer._BLANKS
 
 
-def test_word_memo_is_bounded_without_changing_results(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tokenizer, "_WORD_MEMO_SIZE", 64)
+def test_memos_are_bounded_without_changing_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tokenizer, "_CHUNK_MEMO", (16, 40))
+    monkeypatch.setattr(tokenizer, "_WORD_MEMO", (64, 4))
     tok = Tokenizer()
     rng = random.Random(5)
     texts = [
-        " ".join("".join(rng.choices("abcdef\t", k=rng.randint(1, 6))) for _ in range(30))
+        " ".join("".join(rng.choices("abcdeft\t", k=rng.randint(1, 6))) for _ in range(30))
         for _ in range(200)
     ]
     first = [tok.encode(text) for text in texts]
     assert len(tok._spaced) < 64 + 30
+    assert len(tok._chunks) < 16 + 30
     assert [tok.encode(text) for text in texts] == first
     assert first == [_by_pieces(tok, text) for text in texts]
 
