@@ -126,6 +126,7 @@ def _serve_model(app: App, settings: Settings) -> None:
         ctx.pipeline = Pipeline(scheduler, metrics, faults, served)
         ctx.served = served
         synthetic = SyntheticModel(settings.synthetic, served, settings.seed)
+        synthetic.warm_up()
         if replay is None:
             ctx.responder = synthetic
             return

@@ -18,8 +18,10 @@ from typing import Any
 from .engine import Corpus, LatencyModel, Tokenizer, sample_output_length
 from .engine.tokenizer import IDS_TYPECODE
 from .plan import ResponsePlan
+from .protocol.errors import APIError
 from .protocol.requests import (
     CHAT_ROUTE,
+    COMPLETIONS_ROUTE,
     ChatRequest,
     CompletionRequest,
     GenerationParams,
@@ -104,6 +106,24 @@ class SyntheticModel:
         if route == CHAT_ROUTE:
             return self.chat_plan(parse_chat_request(body, self.served), request_id, timing)
         return self.completion_plan(parse_completion_request(body, self.served), request_id, timing)
+
+    def warm_up(self) -> None:
+        """Answer each kind of request once before the worker accepts connections, so that a
+        burst of first requests finds nothing left to build or specialise."""
+        for stream in (False, True):
+            for route, prompt in (
+                (CHAT_ROUTE, {"messages": [{"role": "user", "content": "Warm up."}]}),
+                (COMPLETIONS_ROUTE, {"prompt": "Warm up."}),
+            ):
+                body: dict[str, Any] = {**prompt, "max_tokens": 1, "stream": stream, "seed": 0}
+                if stream:
+                    body["stream_options"] = {"include_usage": True}
+                try:
+                    plan = self.respond(route, body, None)
+                except APIError:  # a context too short for it: nothing to warm
+                    continue
+                for _ in plan.events:
+                    pass
 
     def chat_plan(
         self, chat: ChatRequest, request_id: str | None, timing: Timing | None = None

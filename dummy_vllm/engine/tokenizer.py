@@ -289,14 +289,15 @@ _PRETOKEN_RE = re.compile(
     r"|[^\S\n]+"
 )
 
-# Text seen before is not tokenised again: its parts' ids are remembered, at three levels.
-# Chunks: text cut before every " t" (the, to, that, this... start one English word in six,
-# so chunks are a few words long and cut where the content says, wherever the text begins);
-# a long prompt that shares passages with earlier ones (conversation history, documents,
-# benchmark text drawn from one vocabulary) is mostly a few chunk lookups. Words: the parts
-# between spaces, for chunks not seen before. Pieces: what pre-tokenisation cuts words into,
-# looked up in the vocabulary or split. Each memo holds two generations of at most
-# (entries, longest key) parts.
+# Text seen before is not tokenised again: its ids are remembered, whole (texts up to a few
+# pages: a prompt sent again is one lookup), else by parts, at three levels. Chunks: text cut
+# before every " t" (the, to, that, this... start one English word in six, so chunks are a
+# few words long and cut where the content says, wherever the text begins); a long prompt
+# that shares passages with earlier ones (conversation history, documents, benchmark text
+# drawn from one vocabulary) is mostly a few chunk lookups. Words: the parts between spaces,
+# for chunks not seen before. Pieces: what pre-tokenisation cuts words into, looked up in the
+# vocabulary or split. Each memo holds two generations of at most (entries, longest key).
+_TEXT_MEMO = (1024, 8192)
 _CHUNK_MARK = " t"
 _CHUNK_MEMO = (4096, 2048)
 _WORD_MEMO = (32768, 64)
@@ -438,6 +439,15 @@ class Tokenizer:
         self._heads = _PartMemo(self._packed_pieces, "", _WORD_MEMO)
         self._spaced = _PartMemo(self._packed_pieces, " ", _WORD_MEMO, notes_blanks=True)
         self._pieces_memo = _PartMemo(self._packed_piece, "", _PIECE_MEMO)
+        self._texts = _PartMemo(self._encode_text, "", _TEXT_MEMO)
+        self._memos = (
+            self._texts,
+            self._chunk_heads,
+            self._chunks,
+            self._heads,
+            self._spaced,
+            self._pieces_memo,
+        )
 
     def encode(self, text: str) -> list[int]:
         return self.ids(text).tolist()
@@ -447,19 +457,22 @@ class Tokenizer:
 
         Pre-tokenisation never puts a space inside a piece, except in a run of blanks: text
         cut before a space that follows anything but a blank tokenises as the concatenation
-        of its parts. So text is cut into chunks, then words, whose packed ids come from
-        memos and are joined at C speed; only words never seen go through the pre-tokenising
-        regular expression and the vocabulary.
+        of its parts. So text not seen whole is cut into chunks, then words, whose packed ids
+        come from memos and are joined at C speed; only words never seen go through the
+        pre-tokenising regular expression and the vocabulary.
         """
-        for memo in (self._chunk_heads, self._chunks, self._heads, self._spaced, self._pieces_memo):
+        for memo in self._memos:
             memo.turn()
+        return array(IDS_TYPECODE, self._texts[text])
+
+    def _encode_text(self, text: str) -> bytes:
         if "<" not in text:  # no special token
-            return array(IDS_TYPECODE, self._encode_chunks(text))
+            return self._encode_chunks(text)
         parts = []
         # re.split with a capturing group alternates plain text and special tokens.
         for i, segment in enumerate(_SPECIAL_RE.split(text)):
             parts.append(self._specials[segment] if i % 2 else self._encode_chunks(segment))
-        return array(IDS_TYPECODE, b"".join(parts))
+        return b"".join(parts)
 
     def _encode_chunks(self, text: str) -> bytes:
         # A space before anything but whitespace always starts a piece (a run of blanks before
