@@ -41,7 +41,8 @@ class Pipeline:
             if error is not None:
                 raise error
         scheduler = self.scheduler
-        await scheduler.acquire()
+        if not scheduler.try_acquire():
+            await scheduler.acquire()
         try:
             admitted = asyncio.get_running_loop().time()
             if scheduler.settings.load_factor:
