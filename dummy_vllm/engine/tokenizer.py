@@ -289,15 +289,15 @@ _PRETOKEN_RE = re.compile(
     r"|[^\S\n]+"
 )
 
-# Text seen before is not tokenised again: its ids are remembered, whole (texts up to a few
-# pages: a prompt sent again is one lookup), else by parts, at three levels. Chunks: text cut
+# Text seen before is not tokenised again: its ids are remembered, whole (texts up to a page:
+# a short prompt sent again is one lookup), else by parts, at three levels. Chunks: text cut
 # before every " t" (the, to, that, this... start one English word in six, so chunks are a
 # few words long and cut where the content says, wherever the text begins); a long prompt
 # that shares passages with earlier ones (conversation history, documents, benchmark text
 # drawn from one vocabulary) is mostly a few chunk lookups. Words: the parts between spaces,
 # for chunks not seen before. Pieces: what pre-tokenisation cuts words into, looked up in the
 # vocabulary or split. Each memo holds two generations of at most (entries, longest key).
-_TEXT_MEMO = (1024, 8192)
+_TEXT_MEMO = (1024, 2048)
 _CHUNK_MARK = " t"
 _CHUNK_MEMO = (4096, 2048)
 _WORD_MEMO = (32768, 64)
