@@ -13,6 +13,11 @@ A stream must end with ``[DONE]`` and carry exactly ``max_tokens`` token events 
 sends ``ignore_eos``), otherwise the request counts as failed. The first response on every
 connection is also fully JSON-decoded and checked.
 
+``prompt_pieces`` makes every request's prompt distinct and long, as ``vllm bench serve``'s
+random dataset does (``DistinctPrompts``). ``burst`` opens every connection at once on a fresh
+server, sends one request on each and counts TTFT from the start of the connect, as a client
+that opens a connection per request sees it.
+
 Run as a program it prints one JSON document (see ``LoadRun.result``):
 
     python -m benchmarks.loadgen --port 8000 --stream --concurrency 64 --max-tokens 128
@@ -26,6 +31,7 @@ import contextlib
 import gc
 import math
 import os
+import random
 import re
 import resource
 import socket
@@ -34,6 +40,7 @@ import time
 from array import array
 from collections import Counter
 from dataclasses import asdict, dataclass
+from itertools import accumulate
 from typing import Any, cast
 
 import ujson
@@ -75,11 +82,16 @@ class LoadSpec:
     request_timeout_s: float = 0.0  # 0 = expected stream duration + 10 s
     max_requests_per_conn: int = 1_000_000
     cpu: int = -1  # pin this process to that CPU; -1 = leave affinity alone
+    # Subword pieces per prompt, each request's prompt distinct (0: the same short PROMPT).
+    prompt_pieces: int = 0
+    # Cold burst: all connections at once, one request each, TTFT from the connect; the run
+    # ends when every request has ended (``duration_s`` bounds it).
+    burst: bool = False
 
-    def request_bytes(self) -> bytes:
+    def request_bytes(self, prompt: str = PROMPT) -> bytes:
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": "user", "content": PROMPT}],
+            "messages": [{"role": "user", "content": prompt}],
             "max_tokens": self.max_tokens,
             "ignore_eos": True,
             "stream": self.stream,
@@ -101,11 +113,43 @@ class LoadSpec:
         return (self.ttft_ms + self.max_tokens * self.itl_ms) / 1000.0 + 10.0
 
 
+class DistinctPrompts:
+    """Long prompts, each one distinct, made like ``vllm bench serve``'s random dataset: a
+    window of consecutive entries of a (here synthetic) subword vocabulary from a random
+    offset, so that prompts overlap as theirs do. A request number in front makes every prompt
+    distinct. A prompt is one slice of a precomputed string: cheap for the client."""
+
+    VOCAB = 32000
+    LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+    def __init__(self, pieces: int, seed: int = 0) -> None:
+        rng = random.Random(seed)
+        vocab = [
+            (" " if rng.random() < 0.5 else "")
+            + "".join(rng.choices(self.LETTERS, k=rng.randint(2, 7)))
+            for _ in range(self.VOCAB)
+        ]
+        wrapped = vocab + vocab[:pieces]
+        self._text = "".join(wrapped)
+        self._starts = list(accumulate(map(len, wrapped), initial=0))
+        self._pieces = pieces
+        self._rng = rng
+        self._count = 0
+
+    def next(self) -> str:
+        offset = self._rng.randrange(self.VOCAB)
+        self._count += 1
+        window = self._text[self._starts[offset] : self._starts[offset + self._pieces]]
+        return f"{self._count}{window}"
+
+
 class Conn(asyncio.Protocol):
     """One keep-alive connection running its own closed loop from the I/O callbacks."""
 
-    def __init__(self, run: LoadRun) -> None:
+    def __init__(self, run: LoadRun, t_connect: int = 0) -> None:
         self.run = run
+        # When its first connect attempt started (burst mode counts TTFT from there).
+        self.t_connect = t_connect
         self.transport: asyncio.Transport | None = None
         self.buf = bytearray()
         self.sse = bytearray()
@@ -139,6 +183,7 @@ class Conn(asyncio.Protocol):
         run.conns.discard(self)
         if self.state != _IDLE:
             self.state = _IDLE
+            run.request_ended()
             if run.active:
                 run.fail("disconnect")
         if run.active:
@@ -252,7 +297,7 @@ class Conn(asyncio.Protocol):
         run = self.run
         if not run.active or self.transport is None:
             return
-        if self.sent >= run.spec.max_requests_per_conn:
+        if self.sent >= (1 if run.spec.burst else run.spec.max_requests_per_conn):
             return
         self.sent += 1
         self.state = _HEAD
@@ -261,8 +306,10 @@ class Conn(asyncio.Protocol):
         self.sse.clear()
         self.body.clear()
         self.t_send = t = time.perf_counter_ns()
+        if run.spec.burst:
+            self.t_send = self.t_connect
         self.deadline = t + run.timeout_ns
-        self.transport.write(run.request)
+        self.transport.write(run.next_request())
 
     def _head(self, head: bytes) -> bool:
         status = head[9:12]
@@ -284,6 +331,7 @@ class Conn(asyncio.Protocol):
     def _complete(self, now: int, in_window: bool) -> None:
         run = self.run
         self.state = _IDLE
+        run.request_ended()
         ok = True
         if run.spec.stream:
             if not self.done:
@@ -292,9 +340,13 @@ class Conn(asyncio.Protocol):
             elif self.tokens != run.spec.max_tokens:
                 ok = False
                 run.fail("token_count")
-        elif self.validate and not _valid_completion(bytes(self.body)):
-            ok = False
-            run.fail("invalid_body")
+        elif self.validate:
+            prompt_tokens = _valid_completion(bytes(self.body))
+            if prompt_tokens is None:
+                ok = False
+                run.fail("invalid_body")
+            else:
+                run.prompt_tokens.append(prompt_tokens)
         self.validate = False
         if ok and in_window:
             run.window_completed += 1
@@ -305,6 +357,8 @@ class Conn(asyncio.Protocol):
         self.send()
 
     def _abort(self, kind: str) -> None:
+        if self.state != _IDLE:
+            self.run.request_ended()
         self.state = _IDLE
         self.run.fail(kind)
         if self.transport is not None:
@@ -330,12 +384,15 @@ def _valid_event(raw: bytes) -> bool:
     return isinstance(delta, dict)
 
 
-def _valid_completion(raw: bytes) -> bool:
+def _valid_completion(raw: bytes) -> int | None:
+    """The prompt tokens the server counted, or None for a malformed answer."""
     try:
         obj = ujson.loads(raw)
-        return isinstance(obj["choices"][0]["message"]["content"], str)
+        if not isinstance(obj["choices"][0]["message"]["content"], str):
+            return None
+        return int(obj["usage"]["prompt_tokens"])
     except (ValueError, KeyError, IndexError, TypeError):
-        return False
+        return None
 
 
 class LoadRun:
@@ -344,6 +401,10 @@ class LoadRun:
     def __init__(self, spec: LoadSpec) -> None:
         self.spec = spec
         self.request = spec.request_bytes()
+        self._prompts = DistinctPrompts(spec.prompt_pieces) if spec.prompt_pieces else None
+        # Requests that completed or failed; burst mode waits for all of them.
+        self.ended = 0
+        self.all_ended = asyncio.Event()
         self.timeout_ns = int(spec.timeout_s() * 1e9)
         self.latency_samples = spec.latency_samples
         self.active = False
@@ -353,6 +414,8 @@ class LoadRun:
         self.itl = array("q")
         self.window_events = 0
         self.window_completed = 0
+        # usage.prompt_tokens of the fully checked responses (non-streamed).
+        self.prompt_tokens = array("q")
         self.connects = 0
         self.aborted_at_end = 0
         self.lag = array("q")
@@ -369,6 +432,16 @@ class LoadRun:
     def fail(self, kind: str) -> None:
         self.failures[kind] += 1
 
+    def request_ended(self) -> None:
+        self.ended += 1
+        if self.ended >= self.spec.concurrency:
+            self.all_ended.set()
+
+    def next_request(self) -> bytes:
+        if self._prompts is None:
+            return self.request
+        return self.spec.request_bytes(self._prompts.next())
+
     def reconnect(self) -> None:
         assert self.loop is not None
         task = self.loop.create_task(self._connect(delay=0.0))
@@ -379,12 +452,13 @@ class LoadRun:
         assert self.loop is not None
         if delay:
             await asyncio.sleep(delay)
+        started = time.perf_counter_ns()
         # Bounded by time: retries stop when the run ends.
         while self.active:
             self.connects += 1
             try:
                 await self.loop.create_connection(
-                    lambda: Conn(self), self.spec.host, self.spec.port
+                    lambda: Conn(self, started), self.spec.host, self.spec.port
                 )
                 return
             except OSError:
@@ -418,39 +492,50 @@ class LoadRun:
 
     async def run(self) -> dict[str, Any]:
         spec = self.spec
+        burst = spec.burst
         self.loop = asyncio.get_running_loop()
         self.active = True
         t0 = time.perf_counter_ns()
-        self.ws = t0 + int(spec.warmup_s * 1e9)
+        # A burst is measured whole, from its first connect until every request has ended.
+        self.ws = t0 if burst else t0 + int(spec.warmup_s * 1e9)
         self.we = self.ws + int(spec.duration_s * 1e9)
         # Keep the load on a little past the window so requests sent inside it can still
         # report their TTFT; nothing else is counted after `we`.
         tail_s = spec.ttft_ms / 1000.0 + 0.5 if spec.latency_samples and spec.ttft_ms else 0.0
         end = self.we + int(tail_s * 1e9)
 
-        ramp = spec.ramp_s or spec.warmup_s / 2
+        ramp = 0.0 if burst else spec.ramp_s or spec.warmup_s / 2
         step = ramp / max(1, spec.concurrency)
         watchdog = self.loop.create_task(self._watchdog())
         lag_probe = self.loop.create_task(self._lag_probe())
         gc.callbacks.append(self._gc_callback)
+        r0, m0 = _cpu_seconds(), time.monotonic()
         for i in range(spec.concurrency):
             task = self.loop.create_task(self._connect(delay=i * step))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-        await _sleep_until(self.ws)
-        r0, m0 = _cpu_seconds(), time.monotonic()
-        await _sleep_until(self.we)
+        if burst:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.all_ended.wait(), spec.duration_s)
+        else:
+            await _sleep_until(self.ws)
+            r0, m0 = _cpu_seconds(), time.monotonic()
+            await _sleep_until(self.we)
         r1, m1 = _cpu_seconds(), time.monotonic()
         self.cpu_window = (r1 - r0, m1 - m0)
         # CLOCK_MONOTONIC is system-wide: the harness lines its server samples up with this.
         self.window_monotonic = (m0, m1)
-        await _sleep_until(end)
+        if not burst:
+            await _sleep_until(end)
 
         self.active = False
         for conn in list(self.conns):
             if conn.state != _IDLE:
-                self.aborted_at_end += 1
+                if burst:
+                    self.fail("unfinished")
+                else:
+                    self.aborted_at_end += 1
             if conn.transport is not None:
                 conn.transport.abort()
         for task in list(self._tasks):
@@ -459,11 +544,12 @@ class LoadRun:
         lag_probe.cancel()
         gc.callbacks.remove(self._gc_callback)
         await asyncio.sleep(0.05)
-        return self.result(run_wall_s=(time.perf_counter_ns() - t0) / 1e9)
+        wall_s = (time.perf_counter_ns() - t0) / 1e9
+        return self.result(run_wall_s=wall_s, window_s=m1 - m0 if burst else 0.0)
 
-    def result(self, run_wall_s: float = 0.0) -> dict[str, Any]:
+    def result(self, run_wall_s: float = 0.0, window_s: float = 0.0) -> dict[str, Any]:
         spec = self.spec
-        window = spec.duration_s
+        window = window_s or spec.duration_s
         cpu, wall = self.cpu_window
         out: dict[str, Any] = {
             "spec": asdict(spec),
@@ -484,6 +570,8 @@ class LoadRun:
             "loadgen_gc_pauses": len(self.gc_pauses),
             "loadgen_gc_max_ms": max(self.gc_pauses, default=0) / 1e6,
         }
+        if self.prompt_tokens:
+            out["prompt_tokens_mean"] = sum(self.prompt_tokens) / len(self.prompt_tokens)
         if spec.latency_samples:
             out["ttft"] = error_stats(self.ttft, spec.ttft_ms)
             out["itl"] = error_stats(self.itl, spec.itl_ms)
@@ -524,6 +612,7 @@ def error_stats(samples_ns: array[int], target_ms: float) -> dict[str, float]:
         "mean_ms": sum(obs) / n,
         "p50_ms": _pct(obs, 0.50),
         "p99_ms": _pct(obs, 0.99),
+        "max_ms": obs[-1],
         "mean_err_ms": sum(err) / n,
         "mean_abs_err_ms": sum(abs_err) / n,
         "p50_abs_err_ms": _pct(abs_err, 0.50),
@@ -567,6 +656,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--itl-ms", type=float, default=0.0)
     p.add_argument("--latency-samples", action="store_true")
     p.add_argument("--cpu", type=int, default=-1)
+    p.add_argument("--prompt-pieces", type=int, default=0, help="distinct long prompts")
+    p.add_argument("--burst", action="store_true", help="cold burst: one request per connection")
     args = p.parse_args(argv)
     if args.spec:
         spec = LoadSpec(**ujson.loads(args.spec))
@@ -584,6 +675,8 @@ def main(argv: list[str] | None = None) -> None:
             itl_ms=args.itl_ms,
             latency_samples=args.latency_samples,
             cpu=args.cpu,
+            prompt_pieces=args.prompt_pieces,
+            burst=args.burst,
         )
     sys.stdout.write(ujson.dumps(run_spec(spec), indent=2) + "\n")
 

@@ -166,6 +166,17 @@ class Sampler:
         busy, irq, total = (y - x for x, y in zip(a.cores[core], b.cores[core], strict=True))
         return (busy / total, irq / total) if total > 0 else None
 
+    def machine_between(self, t0: float, t1: float) -> float | None:
+        """Busy CPUs of the whole machine (0..nproc) between the samples nearest to two
+        monotonic instants."""
+        if not self.samples:
+            return None
+        a = min(self.samples, key=lambda s: abs(s.t - t0))
+        b = min(self.samples, key=lambda s: abs(s.t - t1))
+        busy = sum(b.cores[c][0] - a.cores[c][0] for c in a.cores if c in b.cores)
+        total = sum(b.cores[c][2] - a.cores[c][2] for c in a.cores if c in b.cores)
+        return busy / total * len(a.cores) if total > 0 else None
+
     def _cpu_at(self, t: float) -> float:
         s = self.samples
         if not s:

@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8100)
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--backlog", type=int, default=2048, help="listen backlog (uvicorn's)")
     parser.add_argument("--model", default=None)
     parser.add_argument("--ttft-delay", type=float, default=None, help="milliseconds")
     parser.add_argument("--token-delay", type=float, default=None, help="milliseconds")
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         workers=args.workers,
+        backlog=args.backlog,
         access_log=False,
         motd=False,
     )

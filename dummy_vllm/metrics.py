@@ -23,10 +23,12 @@ import os
 import tempfile
 import time
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import accumulate, pairwise
+from itertools import accumulate, islice
+from operator import sub
 from pathlib import Path
 from typing import Literal
 
@@ -454,9 +456,10 @@ class Metrics:
         if plan.stream:
             first = writes[0] if writes else None
             last = writes[-1] if writes else end
+            # Streams on one clock write at the same few gaps: each distinct gap observed once.
             itl = self._itl
-            for previous, current in pairwise(writes):
-                itl.observe(current - previous)
+            for gap, count in Counter(map(sub, islice(writes, 1, None), writes)).items():
+                itl.observe(gap, count)
         else:
             steps = len(plan.token_offsets)
             first = min(admitted + plan.token_offsets[0], end) if steps else end

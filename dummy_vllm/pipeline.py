@@ -7,7 +7,7 @@ import asyncio
 
 from sanic import HTTPResponse
 
-from .emit import AnyRequest, Delivery, deliver
+from .emit import AnyRequest, Delivery, StreamClock, deliver
 from .faults import FAULT_HEADER, FaultInjector
 from .metrics import Metrics
 from .plan import ResponsePlan
@@ -29,6 +29,8 @@ class Pipeline:
         self.faults = faults
         # The era and context length injected errors are shaped and worded for.
         self.served = served
+        # Built in the worker's running loop (the app's before_server_start).
+        self.clock = StreamClock(asyncio.get_running_loop())
         # Requests being answered, for /load (vLLM's server_load).
         self.in_flight = 0
         # Cleared while any part of the engine sleeps (/sleep, /wake_up).
@@ -65,7 +67,8 @@ class Pipeline:
                 if error is not None:
                     raise error
             scheduler = self.scheduler
-            await scheduler.acquire()
+            if not scheduler.try_acquire():
+                await scheduler.acquire()
             try:
                 admitted = asyncio.get_running_loop().time()
                 if scheduler.settings.load_factor:
@@ -76,7 +79,7 @@ class Pipeline:
                 scheduler.kv_tokens += held
                 delivery = Delivery()
                 try:
-                    return await deliver(request, plan, admitted, delivery)
+                    return await deliver(request, plan, admitted, delivery, self.clock)
                 finally:
                     scheduler.kv_tokens -= held
                     self.metrics.request_finished(plan, delivery, arrival, admitted)

@@ -29,11 +29,17 @@ class Scheduler:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    async def acquire(self) -> None:
-        """Take a running slot, waiting in arrival order for one; 429 when the queue is full."""
+    def try_acquire(self) -> bool:
+        """Take a running slot if one is free and nobody waits for it: no coroutine then."""
         limit = self.settings.max_num_seqs
         if limit is None or (self.running < limit and not self._waiters):
             self.running += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Take a running slot, waiting in arrival order for one; 429 when the queue is full."""
+        if self.try_acquire():
             return
         max_waiting = self.settings.max_waiting
         if max_waiting is not None and len(self._waiters) >= max_waiting:

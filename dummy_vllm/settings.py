@@ -16,6 +16,10 @@ from .protocol.profiles import DEFAULT_PROFILE, Profile, UnknownVersion, profile
 
 DEFAULT_MODEL = "dummy-vllm/synthetic-1b"
 DEFAULT_DB_PATH = Path("recordings") / "dummy_vllm.db"
+# uvicorn's default listen backlog, which vLLM's API server keeps. The kernel caps it at
+# net.core.somaxconn. Sanic's own default (100) overflows on a burst of connections, and a
+# client whose SYN is dropped retries only after a second.
+DEFAULT_BACKLOG = 2048
 
 
 class SettingsError(ValueError):
@@ -296,6 +300,8 @@ class Settings:
     port: int = 8000
     log_level: str = "info"
     workers: int = 1
+    # Connections the kernel queues for the workers to accept.
+    backlog: int = DEFAULT_BACKLOG
     model: str = DEFAULT_MODEL
     # The path or hub id a real vLLM was started with; shows as ``root`` in /v1/models.
     model_root: str | None = None
@@ -324,6 +330,8 @@ class Settings:
             raise SettingsError(f"port must be in 1..65535, got {self.port}")
         if self.workers < 1:
             raise SettingsError(f"workers must be >= 1, got {self.workers}")
+        if self.backlog < 1:
+            raise SettingsError(f"backlog must be >= 1, got {self.backlog}")
         if self.max_model_len < 2:
             raise SettingsError(f"max_model_len must be >= 2, got {self.max_model_len}")
         if not 1 <= self.embedding_dimensions <= 65536:

@@ -29,14 +29,14 @@ from .engine.embedding import Embedder
 from .engine.function_calls import call_arguments
 from .engine.jsonschema import SchemaError
 from .engine.regex import matching_string
-from .engine.tokenizer import THINK_END
+from .engine.tokenizer import IDS_TYPECODE, THINK_END
 from .engine.tools import plan_tool_calls
 from .plan import ResponsePlan
 from .protocol.anthropic import Reply, message_body, messages_events, parse_messages_request
 from .protocol.constraints import ConstraintKind, OutputConstraint, ToolMode, ToolRequest
 from .protocol.deltas import CallSpan, Layout, ToolStyle, message_of, stream_deltas, tool_text
 from .protocol.embeddings import embedding_body, parse_embedding_request, pooling_body
-from .protocol.errors import bad_request
+from .protocol.errors import APIError, bad_request
 from .protocol.profiles import Profile
 from .protocol.requests import (
     CHAT_ROUTE,
@@ -162,6 +162,24 @@ class SyntheticModel:
         if route == MESSAGES_ROUTE:
             return self.messages_plan(body, request_id, timing)
         raise ValueError(f"not a generation route: {route}")
+
+    def warm_up(self) -> None:
+        """Answer each kind of request once before the worker accepts connections, so that a
+        burst of first requests finds nothing left to build or specialise."""
+        for stream in (False, True):
+            for route, prompt in (
+                (CHAT_ROUTE, {"messages": [{"role": "user", "content": "Warm up."}]}),
+                (COMPLETIONS_ROUTE, {"prompt": "Warm up."}),
+            ):
+                body: dict[str, Any] = {**prompt, "max_tokens": 1, "stream": stream, "seed": 0}
+                if stream:
+                    body["stream_options"] = {"include_usage": True}
+                try:
+                    plan = self.respond(route, body, None)
+                except APIError:  # a context too short for it: nothing to warm
+                    continue
+                for _ in plan.events:
+                    pass
 
     def chat_plan(
         self, chat: ChatRequest, request_id: str | None, timing: Timing | None = None
@@ -632,7 +650,9 @@ class SyntheticModel:
         # identical requests get identical answers (like greedy decoding) and different ones differ.
         digest = self.seed
         for prompt in prompts:
-            digest = zlib.crc32(array("q", prompt).tobytes(), digest)
+            # Chat prompts come packed from the tokenizer; token-id prompts are packed here.
+            packed = prompt if isinstance(prompt, array) else array(IDS_TYPECODE, prompt)
+            digest = zlib.crc32(packed, digest)
         return digest
 
     def _finish(self, index: int, ids: list[int], params: GenerationParams) -> ChoiceOutput:

@@ -106,13 +106,19 @@ def test_stream_without_done_fails() -> None:
 
 @pytest.mark.parametrize("split", [None, 10, 60, 120])
 def test_non_streaming_body(split: int | None) -> None:
-    body = json.dumps({"choices": [{"index": 0, "message": {"content": "Hello big!"}}]}).encode()
+    body = json.dumps(
+        {
+            "choices": [{"index": 0, "message": {"content": "Hello big!"}}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10},
+        }
+    ).encode()
     raw = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body)
     run, conn = _run(stream=False, max_tokens=16)
     for piece in _pieces(raw, split):
         conn.data_received(piece)
     assert run.failures == {}
     assert run.window_completed == 1
+    assert list(run.prompt_tokens) == [7]
 
 
 def test_http_error_status_is_a_failure() -> None:

@@ -7,6 +7,7 @@ import itertools
 import statistics
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -97,3 +98,20 @@ def test_jittered_schedule_is_the_seeds_and_is_followed(
         assert len(arrivals) == len(due)
         for k, (arrival, at) in enumerate(zip(arrivals, due, strict=True)):
             assert_due(arrival, at, f"{attempt} stream, token {k}")
+
+
+def test_many_streams_keep_absolute_deadlines(start_server: Callable[..., LiveServer]) -> None:
+    """Concurrent long streams share the worker's clock: no token comes early, and lateness
+    does not add up over hundreds of tokens (a relative sleep per token would drift by about
+    half a millisecond each)."""
+    ttft, itl, tokens, streams = 0.04, 0.005, 300, 12
+    server = start_server("--model", "timed", "--ttft-delay", "40", "--token-delay", "5")
+    body = {**BODY, "stream": True, "max_tokens": tokens}
+    token_arrivals(server, {**body, "max_tokens": 2})  # warm the connection path
+    with ThreadPoolExecutor(streams) as pool:
+        runs = list(pool.map(lambda _: token_arrivals(server, body), range(streams)))
+    for run, arrivals in enumerate(runs):
+        assert len(arrivals) == tokens
+        # Measured from before the request was sent, so the server's deadlines are later.
+        for k, arrival in enumerate(arrivals):
+            assert_due(arrival, ttft + k * itl, f"stream {run}, token {k}")

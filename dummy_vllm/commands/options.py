@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from ..settings import DEFAULT_DB_PATH
+from ..settings import DEFAULT_BACKLOG, DEFAULT_DB_PATH
 
 SERVER = "Server"
 
@@ -35,6 +35,16 @@ def port_option() -> Any:
 def workers_option() -> Any:
     return typer.Option(
         1, envvar="DUMMY_VLLM_WORKERS", help="Sanic worker processes.", rich_help_panel=SERVER
+    )
+
+
+def backlog_option() -> Any:
+    return typer.Option(
+        DEFAULT_BACKLOG,
+        envvar="DUMMY_VLLM_BACKLOG",
+        help="Connections queued for the workers to accept (listen backlog), as uvicorn's; the "
+        "kernel caps it at net.core.somaxconn.",
+        rich_help_panel=SERVER,
     )
 
 

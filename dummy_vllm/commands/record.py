@@ -14,6 +14,7 @@ from . import parsers
 from .edge import fail, run_on_store, settings_or_exit
 from .options import (
     LogLevel,
+    backlog_option,
     db_option,
     host_option,
     log_level_option,
@@ -82,6 +83,7 @@ def record(
     host: str = host_option(),
     port: int = port_option(),
     workers: int = workers_option(),
+    backlog: int = backlog_option(),
     log_level: LogLevel = log_level_option(),
     db: Path = db_option(),
 ) -> None:
@@ -92,6 +94,7 @@ def record(
             host=host,
             port=port,
             workers=workers,
+            backlog=backlog,
             log_level=log_level.value,
             db_path=db,
             record=RecordSettings(

@@ -29,6 +29,7 @@ from .edge import fail, given_options, run_on_store, settings_or_exit
 from .options import (
     SERVER,
     LogLevel,
+    backlog_option,
     db_option,
     host_option,
     log_level_option,
@@ -109,6 +110,7 @@ def serve(
     host: str = host_option(),
     port: int = port_option(),
     workers: int = workers_option(),
+    backlog: int = backlog_option(),
     log_level: LogLevel = log_level_option(),
     api_key: str | None = typer.Option(
         None,
@@ -452,6 +454,7 @@ def serve(
             host=host,
             port=port,
             workers=workers,
+            backlog=backlog,
             log_level=log_level.value,
             api_key=api_key,
             db_path=db,

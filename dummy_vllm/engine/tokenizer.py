@@ -22,8 +22,9 @@ from __future__ import annotations
 import codecs
 import re
 import string
-from collections.abc import Sequence
-from itertools import chain
+from array import array
+from collections.abc import Callable, Sequence
+from itertools import chain, islice
 
 import ujson
 
@@ -298,11 +299,27 @@ _PRETOKEN_RE = re.compile(
     r"|[^\S\n]+"
 )
 
-# Splits of word-sized pieces outside the vocabulary are remembered (prompts repeat a lot);
-# bounded in count and in piece length.
-_SPLIT_CACHE_SIZE = 16384
-_SPLIT_CACHE_MAX_LEN = 32
-_ENCODE_CACHE_SIZE = 4096
+# Text seen before is not tokenised again: its ids are remembered, whole (texts up to a page:
+# a short prompt sent again is one lookup), else by parts, at three levels. Chunks: text cut
+# before every " t" (the, to, that, this... start one English word in six, so chunks are a
+# few words long and cut where the content says, wherever the text begins); a long prompt
+# that shares passages with earlier ones (conversation history, documents, benchmark text
+# drawn from one vocabulary) is mostly a few chunk lookups. Words: the parts between spaces,
+# for chunks not seen before. Pieces: what pre-tokenisation cuts words into, looked up in the
+# vocabulary or split. Each memo holds two generations of at most (entries, longest key).
+_TEXT_MEMO = (1024, 2048)
+_CHUNK_MARK = " t"
+_CHUNK_MEMO = (4096, 2048)
+_WORD_MEMO = (32768, 64)
+_PIECE_MEMO = (32768, 32)
+
+# Token ids packed as machine int64s: memo entries join into a text's ids with one copy, and
+# a prompt's ids can be hashed as they are.
+IDS_TYPECODE = "q"
+
+# What the pre-tokenisation's [^\S\n] matches: re's \s is str.isspace(), whose characters all
+# lie below U+3001.
+_BLANKS = frozenset(c for c in map(chr, range(0x3001)) if c.isspace() and c != "\n")
 
 # Lone surrogates (legal in a Python str, e.g. from a JSON "\ud800" escape) are encoded with
 # "surrogatepass", so decoding passes them back; any other invalid byte run becomes U+FFFD.
@@ -318,6 +335,60 @@ def _surrogatepass_or_replace(exc: UnicodeError) -> tuple[str | bytes, int]:
 
 
 codecs.register_error(_DECODE_ERRORS, _surrogatepass_or_replace)
+
+
+class _PartMemo(dict[str, bytes]):
+    """The ids of ``mark + part`` by part (packed ``IDS_TYPECODE``), computed on first use.
+
+    Two generations, so that parts in use survive while one-off ones leave: when this dict
+    is full it becomes the previous generation, and a part found there moves back.
+
+    With ``notes_blanks``, also notes the parts looked up since the last turn that are empty
+    or end in a blank: after one of them, the space that starts ``mark`` may continue a run
+    of blanks.
+    """
+
+    def __init__(
+        self,
+        encode: Callable[[str], bytes],
+        mark: str,
+        limits: tuple[int, int],
+        notes_blanks: bool = False,
+    ) -> None:
+        super().__init__()
+        self._encode = encode
+        self._mark = mark
+        self._entries, self._key_length = limits
+        self._notes_blanks = notes_blanks
+        self._previous: dict[str, bytes] = {}
+        self.blank_ended: set[str] = set()
+
+    def __missing__(self, part: str) -> bytes:
+        ids = self._previous.get(part)
+        if ids is None:
+            ids = self._encode(self._mark + part)
+        if len(part) <= self._key_length:
+            self[part] = ids
+        if self._notes_blanks and (not part or part[-1] in _BLANKS):
+            self.blank_ended.add(part)
+        return ids
+
+    def turn(self) -> None:
+        """Between texts (a text never loses its own parts): start a new generation if full."""
+        if len(self) >= self._entries or len(self.blank_ended) >= self._entries:
+            self._previous = dict(self)
+            self.clear()
+            self.blank_ended.clear()
+
+
+def _joined(text: str, mark: str, heads: _PartMemo, tails: _PartMemo) -> tuple[bytes, list[str]]:
+    """The packed ids of ``text`` (no special token in it) as the concatenation of its parts
+    cut before every ``mark``, from the memos; and the parts."""
+    parts = text.split(mark)
+    if len(parts) == 1:
+        return heads[text], parts
+    packed = b"".join(chain((heads[parts[0]],), map(tails.__getitem__, islice(parts, 1, None))))
+    return packed, parts
 
 
 class Tokenizer:
@@ -364,48 +435,83 @@ class Tokenizer:
             )
             for i, p in enumerate(pieces)
         }
-        # For the split of unknown pieces: the lengths of the vocabulary strings starting with
-        # each character, longest first. Specials are left out: they never occur inside a piece.
-        lengths: dict[str, set[int]] = {}
+        # For the split of unknown pieces: every prefix of a vocabulary string, True if it is
+        # one itself. Specials are left out: they never occur inside a piece.
+        prefixes: dict[str, bool] = {}
         for text in vocab.keys() - {*SPECIAL_TOKENS, *MARKUP_TOKENS}:
-            lengths.setdefault(text[0], set()).add(len(text))
-        self._lengths = {c: tuple(sorted(ls, reverse=True)) for c, ls in lengths.items()}
-        self._splits: dict[str, tuple[int, ...]] = {}
-        self._encoded: dict[str, tuple[int, ...]] = {}
+            for end in range(1, len(text)):
+                prefixes.setdefault(text[:end], False)
+            prefixes[text] = True
+        self._prefixes = prefixes
+        self._specials = {
+            t: array(IDS_TYPECODE, [vocab[t]]).tobytes() for t in (*SPECIAL_TOKENS, *MARKUP_TOKENS)
+        }
+        # A text's first chunk and the ones after each _CHUNK_MARK; a chunk's first word and
+        # the ones after each space.
+        self._chunk_heads = _PartMemo(self._encode_words, "", _CHUNK_MEMO)
+        self._chunks = _PartMemo(self._encode_words, _CHUNK_MARK, _CHUNK_MEMO)
+        self._heads = _PartMemo(self._packed_pieces, "", _WORD_MEMO)
+        self._spaced = _PartMemo(self._packed_pieces, " ", _WORD_MEMO, notes_blanks=True)
+        self._pieces_memo = _PartMemo(self._packed_piece, "", _PIECE_MEMO)
+        self._texts = _PartMemo(self._encode_text, "", _TEXT_MEMO)
+        self._memos = (
+            self._texts,
+            self._chunk_heads,
+            self._chunks,
+            self._heads,
+            self._spaced,
+            self._pieces_memo,
+        )
 
     def encode(self, text: str) -> list[int]:
-        # Benchmarks resend the same prompts: whole texts are cached, bounded.
-        cached = self._encoded.get(text)
-        if cached is not None:
-            return list(cached)
-        ids = self._encode(text)
-        if len(self._encoded) >= _ENCODE_CACHE_SIZE:
-            self._encoded.clear()
-        self._encoded[text] = tuple(ids)
-        return ids
+        return self.ids(text).tolist()
 
-    def _encode(self, text: str) -> list[int]:
-        ids: list[int] = []
-        vocab, splits = self._vocab, self._splits
+    def ids(self, text: str) -> array[int]:
+        """The token ids of ``text``, packed (``IDS_TYPECODE``).
+
+        Pre-tokenisation never puts a space inside a piece, except in a run of blanks: text
+        cut before a space that follows anything but a blank tokenises as the concatenation
+        of its parts. So text not seen whole is cut into chunks, then words, whose packed ids
+        come from memos and are joined at C speed; only words never seen go through the
+        pre-tokenising regular expression and the vocabulary.
+        """
+        for memo in self._memos:
+            memo.turn()
+        return array(IDS_TYPECODE, self._texts[text])
+
+    def _encode_text(self, text: str) -> bytes:
+        if "<" not in text:  # no special token
+            return self._encode_chunks(text)
+        parts = []
         # re.split with a capturing group alternates plain text and special tokens.
         for i, segment in enumerate(_SPECIAL_RE.split(text)):
-            if i % 2:
-                ids.append(vocab[segment])
-                continue
-            for piece in _PRETOKEN_RE.findall(segment):
-                token_id = vocab.get(piece)
-                if token_id is not None:
-                    ids.append(token_id)
-                    continue
-                split = splits.get(piece)
-                if split is None:
-                    split = self._split(piece)
-                    if len(piece) <= _SPLIT_CACHE_MAX_LEN:
-                        if len(splits) >= _SPLIT_CACHE_SIZE:
-                            splits.clear()
-                        splits[piece] = split
-                ids.extend(split)
-        return ids
+            parts.append(self._specials[segment] if i % 2 else self._encode_chunks(segment))
+        return b"".join(parts)
+
+    def _encode_chunks(self, text: str) -> bytes:
+        # A space before anything but whitespace always starts a piece (a run of blanks before
+        # it leaves it to the word), so every cut before " t" is a boundary.
+        return _joined(text, _CHUNK_MARK, self._chunk_heads, self._chunks)[0]
+
+    def _encode_words(self, text: str) -> bytes:
+        packed, words = _joined(text, " ", self._heads, self._spaced)
+        # After a blank, a space may continue a run of blanks, which is one piece: then the
+        # cut is no boundary (conservatively: whatever follows the space).
+        if len(words) > 1 and (
+            words[0][-1:] in _BLANKS
+            or not self._spaced.blank_ended.isdisjoint(islice(words, 1, len(words) - 1))
+        ):
+            return self._packed_pieces(text)
+        return packed
+
+    def _packed_pieces(self, text: str) -> bytes:
+        """Pre-tokenise ``text`` (which holds no special token) and look up its pieces."""
+        return b"".join(map(self._pieces_memo.__getitem__, _PRETOKEN_RE.findall(text)))
+
+    def _packed_piece(self, piece: str) -> bytes:
+        token_id = self._vocab.get(piece)
+        ids = (token_id,) if token_id is not None else self._split(piece)
+        return array(IDS_TYPECODE, ids).tobytes()
 
     def _split(self, piece: str) -> tuple[int, ...]:
         """Fewest-tokens split of a piece that is not in the vocabulary.
@@ -413,17 +519,23 @@ class Tokenizer:
         Dynamic programming from the end: ``cost[i]`` is the fewest tokens for ``piece[i:]``;
         a character with no vocabulary match costs its UTF-8 bytes.
         """
-        vocab, lengths = self._vocab, self._lengths
+        vocab, prefixes = self._vocab, self._prefixes
         end = len(piece)
         cost = [0] * (end + 1)
         step = [0] * end  # the chosen length at i; 0 = byte fallback
         for i in range(end - 1, -1, -1):
+            # The vocabulary strings at i: extend while piece[i:j] still begins one.
+            matches = []
+            j = i + 1
+            while j <= end and (known := prefixes.get(piece[i:j])) is not None:
+                if known:
+                    matches.append(j - i)
+                j += 1
             best = len(piece[i].encode("utf-8", "surrogatepass")) + cost[i + 1]
-            for length in lengths.get(piece[i], ()):  # longest first: ties go to it
-                if i + length <= end and piece[i : i + length] in vocab:
-                    candidate = 1 + cost[i + length]
-                    if candidate < best or (candidate == best and not step[i]):
-                        best, step[i] = candidate, length
+            for length in reversed(matches):  # longest first: ties go to it
+                candidate = 1 + cost[i + length]
+                if candidate < best or (candidate == best and not step[i]):
+                    best, step[i] = candidate, length
             cost[i] = best
         ids: list[int] = []
         i = 0
@@ -453,6 +565,13 @@ class Tokenizer:
             return self._pieces[token_id]
         except KeyError:
             raise ValueError(f"unknown token id {token_id!r}") from None
+
+    def pieces(self, ids: Sequence[int]) -> str:
+        """The pieces of ``ids`` joined: the text a stream of them shows, token by token."""
+        try:
+            return "".join(map(self._pieces.__getitem__, ids))
+        except KeyError as exc:
+            raise ValueError(f"unknown token id {exc.args[0]!r}") from None
 
     def piece_json(self, token_id: int) -> bytes:
         """``piece()`` as a compact JSON string literal, ready to splice into a response."""

@@ -104,7 +104,8 @@ class CompletionRequest:
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     model: str
-    prompt: tuple[int, ...]
+    # As the tokenizer packs it (Tokenizer.ids): no per-token copy of a long prompt.
+    prompt: Sequence[int]
     params: GenerationParams
     tools: ToolRequest = NO_TOOLS
     constraint: OutputConstraint | None = None
@@ -681,7 +682,7 @@ def parse_chat_request(body: Mapping[str, Any], served: ServedModel) -> ChatRequ
     constraint = parse_constraint(fields, served.profile, chat=True)
     tools = parse_tools(fields, served.profile, served.agent)
     model = resolve_model(fields, served)
-    prompt = served.tokenizer.encode(render_chat_prompt(messages, tools.tools))
+    prompt = served.tokenizer.ids(render_chat_prompt(messages, tools.tools))
     requested = requested_max_tokens(CHAT_ROUTE, fields)
     field = "max_completion_tokens" if "max_completion_tokens" in fields else "max_tokens"
     max_tokens = check_context(
@@ -703,7 +704,7 @@ def parse_chat_request(body: Mapping[str, Any], served: ServedModel) -> ChatRequ
     template_kwargs = fields.get("chat_template_kwargs") or {}
     return ChatRequest(
         model=model,
-        prompt=tuple(prompt),
+        prompt=prompt,
         params=params,
         tools=tools,
         constraint=constraint,

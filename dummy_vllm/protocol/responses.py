@@ -70,7 +70,7 @@ class ChoiceOutput:
 
     def text(self, tokenizer: Tokenizer) -> str:
         if not self.text_overrides:
-            return "".join(map(tokenizer.piece, self.token_ids))
+            return tokenizer.pieces(self.token_ids)
         return "".join(self.text_at(tokenizer, i) for i in range(len(self.token_ids)))
 
 

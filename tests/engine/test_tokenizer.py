@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import random
+import re
+import sys
 from collections.abc import Callable
 
 import pytest
 import ujson
 
-from dummy_vllm.engine import Tokenizer, render_chat_prompt
-from dummy_vllm.engine.tokenizer import CHAT_ROLES, EOS_TOKEN
+from dummy_vllm.engine import Tokenizer, render_chat_prompt, tokenizer
+from dummy_vllm.engine.tokenizer import _PRETOKEN_RE, _SPECIAL_RE, CHAT_ROLES, EOS_TOKEN
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +114,67 @@ def test_split_cache_does_not_change_results(tok: Tokenizer) -> None:
     first = [tok.encode(w) for w in words]
     assert [tok.encode(w) for w in words] == first
     assert [Tokenizer().encode(w) for w in words[:50]] == first[:50]
+
+
+_SPACY_SOURCES: list[Callable[[random.Random], str]] = [
+    lambda rng: rng.choice([" ", " ", "  ", "   ", "\t", "\n", "\r", "\u00a0", "\u3000", "\x1f"]),
+    lambda rng: rng.choice(["the", " of", "Hello", "don't", "'s", "42", "...", "\u2014", "xq"]),
+    lambda rng: rng.choice([" t", " the", " to", "t", " tt", " t\t", " t "]),
+    lambda rng: rng.choice(["</s>", "<|user|>", "<", "a<b"]),
+    _alphabet((0x20, 0x7E)),
+]
+
+
+def _by_pieces(tok: Tokenizer, text: str) -> list[int]:
+    """The tokenisation by definition, without memos: special tokens, pre-tokenised pieces,
+    each a vocabulary entry or split."""
+    ids: list[int] = []
+    for i, segment in enumerate(_SPECIAL_RE.split(text)):
+        if i % 2:
+            ids.append(tok._vocab[segment])
+            continue
+        for piece in _PRETOKEN_RE.findall(segment):
+            ids += [tok._vocab[piece]] if piece in tok._vocab else tok._split(piece)
+    return ids
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a\t ", "a\t  b", "x y\t ", "\t ", " \t b", "a\u00a0 ", "a  ", "<|user|>a\t </s>", "a\t tb"],
+)
+def test_runs_of_blanks_at_word_cuts(tok: Tokenizer, text: str) -> None:
+    assert tok.encode(text) == _by_pieces(tok, text)
+
+
+def test_memos_agree_with_pre_tokenisation(tok: Tokenizer) -> None:
+    # Spaces and other blanks in every arrangement: runs of blanks are where a split at
+    # spaces would cut through a piece.
+    rng = random.Random(99)
+    for _ in range(4000):
+        text = "".join(rng.choice(_SPACY_SOURCES)(rng) for _ in range(rng.randint(0, 40)))
+        assert tok.encode(text) == _by_pieces(tok, text), repr(text)
+
+
+def test_blanks_are_what_pre_tokenisation_calls_whitespace() -> None:
+    horizontal = re.compile(r"[^\S\n]")
+    every = {c for c in map(chr, range(sys.maxunicode + 1)) if horizontal.fullmatch(c)}
+    assert every == tokenizer._BLANKS
+
+
+def test_memos_are_bounded_without_changing_results(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tokenizer, "_CHUNK_MEMO", (16, 40))
+    monkeypatch.setattr(tokenizer, "_WORD_MEMO", (64, 4))
+    tok = Tokenizer()
+    rng = random.Random(5)
+    texts = [
+        " ".join("".join(rng.choices("abcdeft\t", k=rng.randint(1, 6))) for _ in range(30))
+        for _ in range(200)
+    ]
+    first = [tok.encode(text) for text in texts]
+    assert len(tok._spaced) < 64 + 30
+    assert len(tok._chunks) < 16 + 30
+    assert [tok.encode(text) for text in texts] == first
+    assert first == [_by_pieces(tok, text) for text in texts]
 
 
 @pytest.mark.parametrize("bad", [-1, -300, 10**9])
