@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 IMAGE ?= dummy-vllm
 SERVE_ARGS ?=
 
-.PHONY: serve test lint typecheck bench docker-build docker-build-dev docker-run docker-test clean
+.PHONY: serve test fuzz lint typecheck bench docker-build docker-build-dev docker-run docker-test clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ serve: $(VENV)/.runtime ## synthetic mode on 127.0.0.1:8000, SQLite under record
 
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q
+
+# 50,000 generated requests against a live server; prints the answers by status (none may be 5xx).
+fuzz: $(VENV)/.dev
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50000} $(BIN)/python -m pytest -q -s tests/test_fuzz.py
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -72,12 +72,20 @@ class Limits:
     max_body_bytes: int = 8 * 1024 * 1024
     max_n: int = 128
     max_logprobs: int = 20
+    # Stop strings of one request (each is searched for in every choice's text).
+    max_stop_strings: int = 64
+    # Output tokens of one request, over all its choices (n x prompts x max_tokens).
+    max_request_tokens: int = 262_144
+    # Log-probabilities of one request: its output tokens x (top_logprobs + 1).
+    max_logprob_entries: int = 524_288
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1024:
             raise SettingsError(f"max_body_bytes must be >= 1024, got {self.max_body_bytes}")
-        if self.max_n < 1:
-            raise SettingsError(f"max_n must be >= 1, got {self.max_n}")
+        for name in ("max_n", "max_stop_strings", "max_request_tokens", "max_logprob_entries"):
+            value = getattr(self, name)
+            if value < 1:
+                raise SettingsError(f"{name} must be >= 1, got {value}")
 
 
 class MissPolicy(StrEnum):

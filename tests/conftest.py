@@ -55,9 +55,16 @@ class LiveServer:
     starts it."""
 
     def __init__(
-        self, *args: str, env: dict[str, str] | None = None, command: str = "serve"
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        command: str = "serve",
+        log: Path | None = None,
     ) -> None:
+        """``log``: a file for the server's stderr, to read after it ran (by default a pipe
+        that only a failed start reads)."""
         self._scratch = tempfile.TemporaryDirectory(prefix="dummy-vllm-test-")
+        self.log = log
         # Tests never touch the repository's own recordings/.
         env = {"DUMMY_VLLM_DB": f"{self._scratch.name}/test.db", **(env or {})}
         self.port = free_port()
@@ -67,7 +74,7 @@ class LiveServer:
             cwd=REPO,
             env={**os.environ, **env},
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=subprocess.PIPE if log is None else log.open("wb"),
             start_new_session=True,
         )
         self._wait_ready()
@@ -76,7 +83,7 @@ class LiveServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stderr.read().decode()}")  # type: ignore[union-attr]
+                raise RuntimeError(f"server exited: {self.stderr()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=1) as response:
                     if response.status == 200:
@@ -85,6 +92,11 @@ class LiveServer:
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError("server did not become healthy")
+
+    def stderr(self) -> str:
+        if self.log is not None:
+            return self.log.read_text(errors="replace")
+        return self.process.stderr.read().decode()  # type: ignore[union-attr]
 
     def stop(self) -> None:
         self._scratch.cleanup()

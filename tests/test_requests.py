@@ -147,10 +147,17 @@ def test_unknown_fields_and_nulls_are_accepted() -> None:
             "'type': 'int_parsing', 'loc': ('body', 'max_tokens')",
         ),
         (
-            {"messages": MESSAGES, "tools": [{"type": "function"}]},
+            {"messages": MESSAGES, "tools": [{"type": "function", "function": {"name": "f"}}]},
             400,
             "BadRequestError",
             '"auto" tool choice requires --enable-auto-tool-choice',
+        ),
+        (
+            # ChatCompletionToolsParam.function is required: pydantic refuses before the handler.
+            {"messages": MESSAGES, "tools": [{"type": "function"}]},
+            400,
+            "Bad Request",
+            "'type': 'missing', 'loc': ('body', 'tools', 0, 'function')",
         ),
         (
             {"messages": [{"content": "x"}]},

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from sanic import Blueprint, HTTPResponse, Request
 from sanic.response import empty, raw
 
 from ..context import WorkerRequest
-from ..engine import render_chat_prompt
-from ..protocol.errors import ValidationFailure, bad_request, model_not_found
+from ..protocol.errors import bad_request
 from ..protocol.requests import (
     DETOKENIZE_ROUTE,
     TOKENIZE_ROUTE,
     VERSION_ROUTE,
-    ServedModel,
     decode_body,
+    parse_detokenize_request,
+    parse_tokenize_request,
 )
 from ..protocol.responses import JSON_CONTENT_TYPE, dumps, tokenize_body
 
@@ -23,12 +21,6 @@ from ..protocol.responses import JSON_CONTENT_TYPE, dumps, tokenize_body
 probe_routes = Blueprint("probes")
 # Answered by the model: synthetic and replay answer them; record mode forwards them.
 system_routes = Blueprint("system")
-
-
-def _check_model(body: dict[str, Any], served: ServedModel) -> None:
-    model = body.get("model")
-    if model and model != served.name:
-        raise model_not_found(str(model), (served.name,), served.profile)
 
 
 @probe_routes.get("/health")
@@ -52,20 +44,10 @@ async def version(request: WorkerRequest) -> HTTPResponse:
 async def tokenize(request: WorkerRequest) -> HTTPResponse:
     served = request.app.ctx.served
     body = decode_body(request.body, request.headers.get("content-type"))
-    _check_model(body, served)
-    if isinstance(body.get("messages"), list):
-        text = render_chat_prompt(body["messages"], bool(body.get("add_generation_prompt", True)))
-    elif isinstance(body.get("prompt"), str):
-        text = body["prompt"]
-    else:
-        raise ValidationFailure(
-            [{"type": "missing", "loc": ("body", "prompt"), "msg": "Field required", "input": body}]
-        )
-    tokens = served.tokenizer.encode(text)
+    asked = parse_tokenize_request(body, served)
+    tokens = served.tokenizer.encode(asked.text)
     return raw(
-        tokenize_body(
-            served.tokenizer, tokens, served.max_model_len, bool(body.get("return_token_strs"))
-        ),
+        tokenize_body(served.tokenizer, tokens, served.max_model_len, asked.with_strings),
         content_type=JSON_CONTENT_TYPE,
     )
 
@@ -74,14 +56,7 @@ async def tokenize(request: WorkerRequest) -> HTTPResponse:
 async def detokenize(request: WorkerRequest) -> HTTPResponse:
     served = request.app.ctx.served
     body = decode_body(request.body, request.headers.get("content-type"))
-    _check_model(body, served)
-    tokens = body.get("tokens")
-    if not isinstance(tokens, list) or not all(
-        isinstance(t, int) and not isinstance(t, bool) for t in tokens
-    ):
-        raise ValidationFailure(
-            [{"type": "missing", "loc": ("body", "tokens"), "msg": "Field required", "input": body}]
-        )
+    tokens = parse_detokenize_request(body, served)
     try:
         text = served.tokenizer.decode(tokens)
     except ValueError as exc:
