@@ -23,6 +23,7 @@ from .context import App, WorkerContext, WorkerRequest
 from .engine import Tokenizer
 from .faults import FaultInjector
 from .metrics import Metrics
+from .offload import Offloader
 from .pipeline import Pipeline
 from .protocol.errors import (
     METHOD_NOT_ALLOWED_BODY,
@@ -124,6 +125,7 @@ def _serve_model(app: App, settings: Settings) -> None:
         worker = os.environ.get("SANIC_WORKER_NAME", "")
         faults = FaultInjector(settings.faults, zlib.crc32(worker.encode(), settings.seed))
         ctx.pipeline = Pipeline(scheduler, metrics, faults, served)
+        ctx.offload = Offloader()
         ctx.served = served
         synthetic = SyntheticModel(settings.synthetic, served, settings.seed)
         if replay is None:
@@ -134,6 +136,10 @@ def _serve_model(app: App, settings: Settings) -> None:
         ctx.responder = await ReplayResponder.load(
             replay, settings.db_path, settings.seed, synthetic, metrics
         )
+
+    @app.after_server_stop
+    async def stop_offload(app: App) -> None:
+        app.ctx.offload.close()
 
 
 def _record_upstream(app: App, record: RecordSettings, settings: Settings) -> None:

@@ -27,6 +27,9 @@ from .protocol.sse import SSE_CONTENT_TYPE
 AnyRequest = Request[Any, Any]
 # Bound on one write when many events are due at once (instant mode, large n).
 MAX_WRITE_BYTES = 64 * 1024
+# Longest the emitter computes events without giving the loop back (events already due, as in
+# instant mode, are built back to back: a long answer would hold the worker).
+SLICE_SECONDS = 0.002
 # A dropped connection cancels the handler once its buffer is flushed; Sanic aborts a
 # connection that does not close within GRACEFUL_TCP_CLOSE_TIMEOUT (5 s), so this is a backstop.
 DROP_GRACE_SECONDS = 30.0
@@ -90,6 +93,7 @@ async def stream_events(
     token_writes = delivery.token_writes
     pending: list[bytes] = []
     pending_bytes = pending_tokens = 0
+    resumed = clock()
     for offset, data, tokens in plan.events:
         deadline = start + offset
         now = clock()
@@ -103,6 +107,10 @@ async def stream_events(
         if deadline > now:
             # Inline rather than through sleep_until: one coroutine less per token.
             await asyncio.sleep(deadline - now)
+            resumed = clock()
+        elif now - resumed > SLICE_SECONDS:
+            await asyncio.sleep(0)
+            resumed = clock()
         pending.append(data)
         pending_bytes += len(data)
         pending_tokens += tokens

@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import tempfile
+import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -407,6 +408,7 @@ class Metrics:
             [(kind,) for kind in REPLAY_KINDS] if replay else (),
         )
         self._families = families
+        self._replay_lock = threading.Lock()
 
     # --- recording: called per request, so plain arithmetic only -----------------------------
 
@@ -419,9 +421,11 @@ class Metrics:
             self._faults.add((kind.value,))
 
     def replay_served(self, kind: str) -> None:
-        """Replay outcome: exact, relaxed, miss_error, miss_synthetic or miss_profile."""
+        """Replay outcome: exact, relaxed, miss_error, miss_synthetic or miss_profile. Called
+        by the responder, which may run on the worker's offload thread: locked."""
         if self.enabled:
-            self._replay.add((kind,))
+            with self._replay_lock:
+                self._replay.add((kind,))
 
     def request_finished(
         self, plan: ResponsePlan, delivery: Delivery, arrival: float, admitted: float

@@ -77,7 +77,7 @@ class Limits:
     # Output tokens of one request, over all its choices (n x prompts x max_tokens).
     max_request_tokens: int = 262_144
     # Log-probabilities of one request: its output tokens x (top_logprobs + 1).
-    max_logprob_entries: int = 524_288
+    max_logprob_entries: int = 262_144
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1024:
@@ -86,6 +86,8 @@ class Limits:
             value = getattr(self, name)
             if value < 1:
                 raise SettingsError(f"{name} must be >= 1, got {value}")
+        if self.max_logprobs < 0:
+            raise SettingsError(f"max_logprobs must be >= 0, got {self.max_logprobs}")
 
 
 class MissPolicy(StrEnum):

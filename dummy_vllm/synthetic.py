@@ -13,7 +13,7 @@ import zlib
 from array import array
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from .engine import Corpus, LatencyModel, Tokenizer, sample_output_length
 from .plan import ResponsePlan
@@ -122,7 +122,7 @@ class SyntheticModel:
             )
             plan.events = chat_events(stream, generation.choices, generation.offsets)
         else:
-            rendered = [render_chat_choice(self.tokenizer, c) for c in generation.choices]
+            rendered = (render_chat_choice(self.tokenizer, c) for c in generation.choices)
             plan.body = chat_body(
                 self.wire, meta, rendered, generation.prompt_tokens, generation.completion_tokens
             )
@@ -159,10 +159,10 @@ class SyntheticModel:
                 stream, generation.choices, generation.offsets, echo_texts
             )
         else:
-            rendered = [
+            rendered = (
                 render_completion_choice(self.tokenizer, c, echo_texts.get(c.index, ""))
                 for c in generation.choices
-            ]
+            )
             plan.body = completion_body(
                 self.wire, meta, rendered, generation.prompt_tokens, generation.completion_tokens
             )
@@ -184,14 +184,15 @@ class SyntheticModel:
         for prompt_index, prompt in enumerate(prompts):
             for sample in range(params.n):
                 index = prompt_index * params.n + sample
+                # 4 bytes a token: n x max_tokens can be hundreds of thousands.
                 if self.settings.echo_prompt:
-                    ids = list(prompt[: params.max_tokens])
+                    ids = array("i", prompt[: params.max_tokens])
                     length = len(ids)
                 else:
                     length = sample_output_length(
                         rng, params.max_tokens, params.min_tokens, eos_rate
                     )
-                    ids = list(self.corpus.tokens(base_seed * 1_000_003 + index, length))
+                    ids = array("i", self.corpus.tokens(base_seed * 1_000_003 + index, length))
                 choices.append(self._finish(index, ids, params))
         prompt_tokens = sum(len(prompt) for prompt in prompts)
         steps = max((len(choice.token_ids) for choice in choices), default=0)
@@ -208,7 +209,7 @@ class SyntheticModel:
             digest = zlib.crc32(array("q", prompt).tobytes(), digest)
         return digest
 
-    def _finish(self, index: int, ids: list[int], params: GenerationParams) -> ChoiceOutput:
+    def _finish(self, index: int, ids: array[int], params: GenerationParams) -> ChoiceOutput:
         tokenizer = self.tokenizer
         # Echoed prompts may hold byte-fallback tokens: a character split over several tokens
         # streams on the token that completes it, the others carry "" (as vLLM holds them back).
@@ -228,7 +229,7 @@ class SyntheticModel:
             ids.append(tokenizer.eos_token_id)
             texts[len(ids) - 1] = ""
             finish_reason = "stop"
-        logprobs = self._logprobs(ids, params.logprobs) if params.logprobs is not None else None
+        logprobs = None if params.logprobs is None else TokenLogprobs(self, ids, params.logprobs)
         return ChoiceOutput(
             index=index,
             token_ids=ids,
@@ -238,18 +239,41 @@ class SyntheticModel:
             logprobs=logprobs,
         )
 
-    def _logprobs(self, ids: Sequence[int], top: int) -> list[TokenLogprob]:
+    def logprob(self, token_id: int, top: int) -> TokenLogprob:
         """The sampled token is always the most likely; ``top`` alternatives start with it."""
         words = self._word_ids
-        result = []
-        for tid in ids:
-            chosen = self._logprob.get(tid, -0.01)
-            start = tid % len(words)
-            others = (words[(start + step) % len(words)] for step in range(1, top + 1))
-            alternatives = [alt for alt in others if alt != tid][: max(top - 1, 0)]
-            ranked = [(alt, chosen - 0.5 * (rank + 1)) for rank, alt in enumerate(alternatives)]
-            result.append(TokenLogprob(tid, chosen, [(tid, chosen), *ranked] if top else []))
-        return result
+        chosen = self._logprob.get(token_id, -0.01)
+        start = token_id % len(words)
+        others = (words[(start + step) % len(words)] for step in range(1, top + 1))
+        alternatives = [alt for alt in others if alt != token_id][: max(top - 1, 0)]
+        ranked = [(alt, chosen - 0.5 * (rank + 1)) for rank, alt in enumerate(alternatives)]
+        return TokenLogprob(token_id, chosen, [(token_id, chosen), *ranked] if top else [])
+
+
+class TokenLogprobs(Sequence[TokenLogprob]):
+    """A choice's log-probabilities, computed when read: a long answer streams them one token
+    at a time, and a body writes them one after the other, so they never all exist at once."""
+
+    __slots__ = ("_ids", "_model", "_top")
+
+    def __init__(self, model: SyntheticModel, ids: Sequence[int], top: int) -> None:
+        self._model = model
+        self._ids = ids
+        self._top = top
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @overload
+    def __getitem__(self, position: int) -> TokenLogprob: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> Sequence[TokenLogprob]: ...
+
+    def __getitem__(self, position: int | slice) -> TokenLogprob | Sequence[TokenLogprob]:
+        if isinstance(position, slice):
+            return [self._model.logprob(tid, self._top) for tid in self._ids[position]]
+        return self._model.logprob(self._ids[position], self._top)
 
 
 def incremental_texts(ids: Sequence[int], tokenizer: Tokenizer) -> dict[int, str]:

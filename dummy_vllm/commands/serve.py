@@ -186,6 +186,32 @@ def serve(
         help="Largest 'n' accepted (400 beyond).",
         rich_help_panel=LIMITS,
     ),
+    max_logprobs: int = typer.Option(
+        Limits().max_logprobs,
+        envvar="DUMMY_VLLM_MAX_LOGPROBS",
+        help="Largest logprobs / top_logprobs accepted, as vLLM's --max-logprobs (400 beyond).",
+        rich_help_panel=LIMITS,
+    ),
+    max_stop_strings: int = typer.Option(
+        Limits().max_stop_strings,
+        envvar="DUMMY_VLLM_MAX_STOP_STRINGS",
+        help="Most stop strings one request may send (400 beyond).",
+        rich_help_panel=LIMITS,
+    ),
+    max_request_tokens: int = typer.Option(
+        Limits().max_request_tokens,
+        envvar="DUMMY_VLLM_MAX_REQUEST_TOKENS",
+        help="Most output tokens one request may ask for over all its choices: "
+        "n x prompts x max_tokens (400 beyond).",
+        rich_help_panel=LIMITS,
+    ),
+    max_logprob_entries: int = typer.Option(
+        Limits().max_logprob_entries,
+        envvar="DUMMY_VLLM_MAX_LOGPROB_ENTRIES",
+        help="Most log-probabilities one request may ask for: its output tokens x "
+        "(top_logprobs + 1) (400 beyond).",
+        rich_help_panel=LIMITS,
+    ),
     replay: list[str] | None = typer.Option(
         None,
         "--replay",
@@ -324,7 +350,14 @@ def serve(
                 eos_rate=eos_rate,
                 echo_prompt=echo_prompt,
             ),
-            limits=Limits(max_body_bytes=max_body_bytes, max_n=max_n),
+            limits=Limits(
+                max_body_bytes=max_body_bytes,
+                max_n=max_n,
+                max_logprobs=max_logprobs,
+                max_stop_strings=max_stop_strings,
+                max_request_tokens=max_request_tokens,
+                max_logprob_entries=max_logprob_entries,
+            ),
             replay=ReplaySettings(
                 sessions=tuple(replay),
                 on_miss=on_miss,

@@ -278,14 +278,16 @@ _SPECIAL_RE = re.compile("(" + "|".join(map(re.escape, SPECIAL_TOKENS)) + ")")
 # GPT-2 style pre-tokenisation; covers every character, so nothing is dropped. A newline is always
 # a piece of its own (as Llama's byte token for it is), which keeps the chat template's token
 # overhead independent of the message contents.
+# Runs are cut every 256 characters: a piece outside the vocabulary costs its length squared
+# in the split, and a prompt of one 8 MB word must not hold a worker for minutes.
 _PRETOKEN_RE = re.compile(
     r"'(?:[sdmt]|ll|ve|re)"  # contractions
-    r"| ?[^\W\d_]+"  # letters
-    r"| ?\d+"  # digits
-    r"| ?(?:[^\w\s]|_)+"  # punctuation, symbols, emoji
+    r"| ?[^\W\d_]{1,256}"  # letters
+    r"| ?\d{1,256}"  # digits
+    r"| ?(?:[^\w\s]|_){1,256}"  # punctuation, symbols, emoji
     r"|\n"
-    r"|[^\S\n]+(?!\S)"  # whitespace, leaving one space for the next word
-    r"|[^\S\n]+"
+    r"|[^\S\n]{1,256}(?!\S)"  # whitespace, leaving one space for the next word
+    r"|[^\S\n]{1,256}"
 )
 
 # Splits of word-sized pieces outside the vocabulary are remembered (prompts repeat a lot);
@@ -293,6 +295,8 @@ _PRETOKEN_RE = re.compile(
 _SPLIT_CACHE_SIZE = 16384
 _SPLIT_CACHE_MAX_LEN = 32
 _ENCODE_CACHE_SIZE = 4096
+# ... and in characters: 4096 prompts of 8 MB would not fit in any memory.
+_ENCODE_CACHE_CHARS = 8 * 1024 * 1024
 
 # Lone surrogates (legal in a Python str, e.g. from a JSON "\ud800" escape) are encoded with
 # "surrogatepass", so decoding passes them back; any other invalid byte run becomes U+FFFD.
@@ -360,6 +364,7 @@ class Tokenizer:
         self._lengths = {c: tuple(sorted(ls, reverse=True)) for c, ls in lengths.items()}
         self._splits: dict[str, tuple[int, ...]] = {}
         self._encoded: dict[str, tuple[int, ...]] = {}
+        self._encoded_chars = 0
 
     def encode(self, text: str) -> list[int]:
         # Benchmarks resend the same prompts: whole texts are cached, bounded.
@@ -367,8 +372,12 @@ class Tokenizer:
         if cached is not None:
             return list(cached)
         ids = self._encode(text)
-        if len(self._encoded) >= _ENCODE_CACHE_SIZE:
+        if len(text) > _ENCODE_CACHE_CHARS // 64:
+            return ids
+        self._encoded_chars += len(text)
+        if len(self._encoded) >= _ENCODE_CACHE_SIZE or self._encoded_chars > _ENCODE_CACHE_CHARS:
             self._encoded.clear()
+            self._encoded_chars = len(text)
         self._encoded[text] = tuple(ids)
         return ids
 

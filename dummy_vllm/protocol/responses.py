@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,12 +37,14 @@ class TokenLogprob:
 @dataclass(slots=True)
 class ChoiceOutput:
     index: int
-    token_ids: list[int]
+    # A list, or a compact array('i') for long outputs.
+    token_ids: MutableSequence[int]
     # Positions whose streamed text differs from the token's piece (stop strings, EOS).
     text_overrides: dict[int, str]
     finish_reason: str
     stop_reason: str | int | None
-    logprobs: list[TokenLogprob] | None = None
+    # One entry per token, possibly computed as it is read.
+    logprobs: Sequence[TokenLogprob] | None = None
 
     def text_at(self, tokenizer: Tokenizer, position: int) -> str:
         override = self.text_overrides.get(position)
@@ -77,8 +79,8 @@ class RenderedChoice:
     text: str
     finish_reason: str | None
     stop_reason: str | int | None
-    # Already in the route's logprobs shape, or None.
-    logprobs: Any = None
+    # The route's logprobs object as JSON, or None.
+    logprobs: bytes | None = None
 
 
 def random_id(hex_digits: int) -> str:
@@ -182,46 +184,86 @@ def _finish_json(value: str | int | None) -> bytes:
 # --- log-probabilities --------------------------------------------------------------------------
 
 
-def chat_logprob_entries(
-    tokenizer: Tokenizer, entries: Sequence[TokenLogprob]
-) -> list[dict[str, Any]]:
-    return [
+def _chat_logprob_entry(tokenizer: Tokenizer, entry: TokenLogprob) -> bytes:
+    return dumps(
         {
             "token": tokenizer.piece(entry.token_id),
             "logprob": entry.logprob,
             "bytes": tokenizer.piece_bytes(entry.token_id),
             "top_logprobs": [
-                {
-                    "token": tokenizer.piece(tid),
-                    "logprob": lp,
-                    "bytes": tokenizer.piece_bytes(tid),
-                }
+                {"token": tokenizer.piece(tid), "logprob": lp, "bytes": tokenizer.piece_bytes(tid)}
                 for tid, lp in entry.top
             ],
         }
-        for entry in entries
-    ]
+    )
 
 
-def completion_logprobs(
-    tokenizer: Tokenizer, entries: Sequence[TokenLogprob], text_offset: int
-) -> dict[str, Any]:
-    offsets: list[int] = []
-    for entry in entries:
-        offsets.append(text_offset)
+def chat_logprobs_json(tokenizer: Tokenizer, entries: Iterable[TokenLogprob]) -> bytes:
+    """``{"content": [...]}``, written entry by entry: a long answer's log-probabilities never
+    exist as Python objects all at once."""
+    out = bytearray(b'{"content":[')
+    for position, entry in enumerate(entries):
+        if position:
+            out += b","
+        out += _chat_logprob_entry(tokenizer, entry)
+    out += b"]}"
+    return bytes(out)
+
+
+def completion_logprobs_json(
+    tokenizer: Tokenizer, entries: Iterable[TokenLogprob], text_offset: int
+) -> bytes:
+    """Completions' four parallel lists, written in one pass over the entries."""
+    offsets, logprobs, tokens, tops = bytearray(), bytearray(), bytearray(), bytearray()
+    for position, entry in enumerate(entries):
+        if position:
+            offsets += b","
+            logprobs += b","
+            tokens += b","
+            tops += b","
+        offsets += b"%d" % text_offset
+        logprobs += dumps(entry.logprob)
+        tokens += tokenizer.piece_json(entry.token_id)
+        top = entry.top or [(entry.token_id, entry.logprob)]
+        tops += dumps({tokenizer.piece(tid): lp for tid, lp in top})
         text_offset += len(tokenizer.piece(entry.token_id))
-    return {
-        "text_offset": offsets,
-        "token_logprobs": [entry.logprob for entry in entries],
-        "tokens": [tokenizer.piece(entry.token_id) for entry in entries],
-        "top_logprobs": [
-            {
-                tokenizer.piece(tid): lp
-                for tid, lp in (entry.top or [(entry.token_id, entry.logprob)])
-            }
-            for entry in entries
-        ],
-    }
+    return b"".join(
+        (
+            b'{"text_offset":[',
+            offsets,
+            b'],"token_logprobs":[',
+            logprobs,
+            b'],"tokens":[',
+            tokens,
+            b'],"top_logprobs":[',
+            tops,
+            b"]}",
+        )
+    )
+
+
+def _with_list(head: Mapping[str, Any], key: str, items: Iterable[bytes]) -> bytes:
+    """``dumps(head)`` with the list at ``key`` (left empty in ``head``) written from ``items``,
+    one at a time. Raw quotes only delimit keys and strings in JSON, so the first
+    ``"key":[]`` is the member itself, never text inside a string."""
+    before, after = dumps(head).split(b'"%b":[]' % key.encode(), 1)
+    out = bytearray(before)
+    out += b'"%b":[' % key.encode()
+    for position, item in enumerate(items):
+        if position:
+            out += b","
+        out += item
+    out += b"]"
+    out += after
+    return bytes(out)
+
+
+def _with_logprobs(choice: Mapping[str, Any], logprobs: bytes | None) -> bytes:
+    """``dumps(choice)`` whose ``"logprobs":null`` member is ``logprobs`` when given."""
+    body = dumps(choice)
+    return (
+        body if logprobs is None else body.replace(b'"logprobs":null', b'"logprobs":' + logprobs, 1)
+    )
 
 
 # --- chat ---------------------------------------------------------------------------------------
@@ -289,9 +331,7 @@ class ChatStream:
         logprobs = (
             b"null"
             if choice.logprobs is None
-            else dumps(
-                {"content": chat_logprob_entries(self.tokenizer, [choice.logprobs[position]])}
-            )
+            else chat_logprobs_json(self.tokenizer, (choice.logprobs[position],))
         )
         return b'%b%d,"delta":{"content":%b%b},"logprobs":%b%b}]%b%b}%b' % (
             self._choice,
@@ -317,50 +357,50 @@ def render_chat_choice(tokenizer: Tokenizer, choice: ChoiceOutput) -> RenderedCh
         stop_reason=choice.stop_reason,
         logprobs=None
         if choice.logprobs is None
-        else {"content": chat_logprob_entries(tokenizer, choice.logprobs)},
+        else chat_logprobs_json(tokenizer, choice.logprobs),
     )
 
 
 def chat_body(
     wire: Wire,
     meta: ResponseMeta,
-    choices: Sequence[RenderedChoice],
+    choices: Iterable[RenderedChoice],
     prompt_tokens: int,
     completion_tokens: int,
 ) -> bytes:
+    """The body, written choice by choice (``choices`` may render each as it is read)."""
     profile = wire.profile
     message_keys = profile.chat_message_keys
     if profile.omit_empty_tool_calls:
         message_keys = tuple(key for key in message_keys if key != "tool_calls")
-    return dumps(
-        _ordered(
-            profile.chat_body_keys,
-            {
-                "id": meta.id,
-                "object": "chat.completion",
-                "created": meta.created,
-                "model": meta.model,
-                "choices": [
-                    _ordered(
-                        profile.chat_choice_keys,
-                        {
-                            "index": choice.index,
-                            "message": _ordered(
-                                message_keys,
-                                {"role": "assistant", "content": choice.text, "tool_calls": []},
-                            ),
-                            "logprobs": choice.logprobs,
-                            "finish_reason": choice.finish_reason,
-                            "stop_reason": choice.stop_reason,
-                        },
-                    )
-                    for choice in choices
-                ],
-                "system_fingerprint": wire.fingerprint,
-                "usage": wire.usage(prompt_tokens, completion_tokens),
-            },
+    head = {
+        "id": meta.id,
+        "object": "chat.completion",
+        "created": meta.created,
+        "model": meta.model,
+        "choices": [],
+        "system_fingerprint": wire.fingerprint,
+        "usage": wire.usage(prompt_tokens, completion_tokens),
+    }
+    rendered = (
+        _with_logprobs(
+            _ordered(
+                profile.chat_choice_keys,
+                {
+                    "index": choice.index,
+                    "message": _ordered(
+                        message_keys,
+                        {"role": "assistant", "content": choice.text, "tool_calls": []},
+                    ),
+                    "finish_reason": choice.finish_reason,
+                    "stop_reason": choice.stop_reason,
+                },
+            ),
+            choice.logprobs,
         )
+        for choice in choices
     )
+    return _with_list(_ordered(profile.chat_body_keys, head), "choices", rendered)
 
 
 # --- completions --------------------------------------------------------------------------------
@@ -425,9 +465,7 @@ class CompletionStream:
         logprobs = (
             b"null"
             if choice.logprobs is None or position >= len(choice.logprobs)
-            else dumps(
-                completion_logprobs(self.tokenizer, [choice.logprobs[position]], text_offset)
-            )
+            else completion_logprobs_json(self.tokenizer, (choice.logprobs[position],), text_offset)
         )
         finish = b'"%b"' % choice.finish_reason.encode() if last else b"null"
         stop = _finish_json(choice.stop_reason) if last else b"null"
@@ -458,44 +496,44 @@ def render_completion_choice(
         stop_reason=choice.stop_reason,
         logprobs=None
         if choice.logprobs is None
-        else completion_logprobs(tokenizer, choice.logprobs, len(echo_text)),
+        else completion_logprobs_json(tokenizer, choice.logprobs, len(echo_text)),
     )
 
 
 def completion_body(
     wire: Wire,
     meta: ResponseMeta,
-    choices: Sequence[RenderedChoice],
+    choices: Iterable[RenderedChoice],
     prompt_tokens: int,
     completion_tokens: int,
 ) -> bytes:
+    """The body, written choice by choice (``choices`` may render each as it is read)."""
     profile = wire.profile
-    return dumps(
-        _ordered(
-            profile.completion_body_keys,
-            {
-                "id": meta.id,
-                "object": "text_completion",
-                "created": meta.created,
-                "model": meta.model,
-                "choices": [
-                    _ordered(
-                        profile.completion_choice_keys,
-                        {
-                            "index": choice.index,
-                            "text": choice.text,
-                            "logprobs": choice.logprobs,
-                            "finish_reason": choice.finish_reason,
-                            "stop_reason": choice.stop_reason,
-                        },
-                    )
-                    for choice in choices
-                ],
-                "system_fingerprint": wire.fingerprint,
-                "usage": wire.usage(prompt_tokens, completion_tokens),
-            },
+    head = {
+        "id": meta.id,
+        "object": "text_completion",
+        "created": meta.created,
+        "model": meta.model,
+        "choices": [],
+        "system_fingerprint": wire.fingerprint,
+        "usage": wire.usage(prompt_tokens, completion_tokens),
+    }
+    rendered = (
+        _with_logprobs(
+            _ordered(
+                profile.completion_choice_keys,
+                {
+                    "index": choice.index,
+                    "text": choice.text,
+                    "finish_reason": choice.finish_reason,
+                    "stop_reason": choice.stop_reason,
+                },
+            ),
+            choice.logprobs,
         )
+        for choice in choices
     )
+    return _with_list(_ordered(profile.completion_body_keys, head), "choices", rendered)
 
 
 # --- timed event plans --------------------------------------------------------------------------

@@ -6,11 +6,13 @@ from sanic import Blueprint, HTTPResponse, Request
 from sanic.response import empty, raw
 
 from ..context import WorkerRequest
+from ..offload import HEAVY_BODY_BYTES
 from ..protocol.errors import bad_request
 from ..protocol.requests import (
     DETOKENIZE_ROUTE,
     TOKENIZE_ROUTE,
     VERSION_ROUTE,
+    ServedModel,
     decode_body,
     parse_detokenize_request,
     parse_tokenize_request,
@@ -42,14 +44,19 @@ async def version(request: WorkerRequest) -> HTTPResponse:
 
 @system_routes.post(TOKENIZE_ROUTE)
 async def tokenize(request: WorkerRequest) -> HTTPResponse:
-    served = request.app.ctx.served
-    body = decode_body(request.body, request.headers.get("content-type"))
-    asked = parse_tokenize_request(body, served)
+    ctx = request.app.ctx
+    content_type = request.headers.get("content-type")
+    if len(request.body) > HEAVY_BODY_BYTES:
+        answer = await ctx.offload.run(_tokenize, ctx.served, request.body, content_type)
+    else:
+        answer = _tokenize(ctx.served, request.body, content_type)
+    return raw(answer, content_type=JSON_CONTENT_TYPE)
+
+
+def _tokenize(served: ServedModel, raw_body: bytes, content_type: str | None) -> bytes:
+    asked = parse_tokenize_request(decode_body(raw_body, content_type), served)
     tokens = served.tokenizer.encode(asked.text)
-    return raw(
-        tokenize_body(served.tokenizer, tokens, served.max_model_len, asked.with_strings),
-        content_type=JSON_CONTENT_TYPE,
-    )
+    return tokenize_body(served.tokenizer, tokens, served.max_model_len, asked.with_strings)
 
 
 @system_routes.post(DETOKENIZE_ROUTE)
