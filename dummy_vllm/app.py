@@ -48,6 +48,8 @@ APP_NAME = "dummy_vllm"
 RESPONSE_TIMEOUT_SECONDS = 24 * 3600
 # vLLM's uvicorn keep-alive (VLLM_HTTP_TIMEOUT_KEEP_ALIVE).
 KEEP_ALIVE_TIMEOUT_SECONDS = 5
+# Largest request header: h11's default max_incomplete_event_size under uvicorn (16 KiB).
+MAX_HEADER_BYTES = 16 * 1024
 
 logger = logging.getLogger("dummy_vllm")
 
@@ -59,6 +61,9 @@ def create_app(settings: Settings) -> App:
     app.config.REQUEST_MAX_SIZE = settings.limits.max_body_bytes
     app.config.RESPONSE_TIMEOUT = RESPONSE_TIMEOUT_SECONDS
     app.config.KEEP_ALIVE_TIMEOUT = KEEP_ALIVE_TIMEOUT_SECONDS
+    # Idle gaps while a request arrives, and (connection.py) the time its header may take.
+    app.config.REQUEST_TIMEOUT = settings.request_timeout  # type: ignore[assignment]  # any number
+    app.config.REQUEST_MAX_HEADER_SIZE = MAX_HEADER_BYTES
     app.config.NOISY_EXCEPTIONS = False
     app.config.MOTD = False
     app.config.ACCESS_LOG = settings.log_level.lower() == "debug"

@@ -8,6 +8,7 @@ from sanic import Sanic
 from sanic.worker.loader import AppLoader
 
 from .app import create_app
+from .connection import GuardedHttpProtocol
 from .metrics import shared_metrics_dir
 from .settings import Settings
 
@@ -23,5 +24,6 @@ def run_server(settings: Settings) -> None:
             workers=settings.workers,
             motd=False,
             access_log=settings.log_level.lower() == "debug",
+            protocol=GuardedHttpProtocol,
         )
         Sanic.serve(primary=app, app_loader=loader)

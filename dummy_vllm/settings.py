@@ -219,6 +219,8 @@ class Settings:
     port: int = 8000
     log_level: str = "info"
     workers: int = 1
+    # Seconds a client may take to send a request's header, and may pause within its body.
+    request_timeout: float = 10.0
     model: str = DEFAULT_MODEL
     # The path or hub id a real vLLM was started with; shows as ``root`` in /v1/models.
     model_root: str | None = None
@@ -244,6 +246,8 @@ class Settings:
             raise SettingsError(f"port must be in 1..65535, got {self.port}")
         if self.workers < 1:
             raise SettingsError(f"workers must be >= 1, got {self.workers}")
+        if not 0 < self.request_timeout < float("inf"):
+            raise SettingsError(f"request_timeout must be > 0, got {self.request_timeout}")
         if self.max_model_len < 2:
             raise SettingsError(f"max_model_len must be >= 2, got {self.max_model_len}")
         if not self.model:

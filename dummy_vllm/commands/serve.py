@@ -91,6 +91,13 @@ def serve(
         rich_help_panel=SERVER,
     ),
     db: Path = db_option(),
+    request_timeout: float = typer.Option(
+        Settings().request_timeout,
+        envvar="DUMMY_VLLM_REQUEST_TIMEOUT",
+        help="Seconds a client may take to send a request's header, and may pause while "
+        "sending its body (408 and the connection closed beyond).",
+        rich_help_panel=SERVER,
+    ),
     model: str = typer.Option(
         DEFAULT_MODEL,
         "--model",
@@ -331,6 +338,7 @@ def serve(
             port=port,
             workers=workers,
             log_level=log_level.value,
+            request_timeout=request_timeout,
             api_key=api_key,
             db_path=db,
             model=model,
