@@ -102,6 +102,7 @@ def _metrics(settings: Settings, scheduler: Scheduler) -> Metrics:
         # Each worker's share of all workers' capacity, so that their sum is the total.
         kv_capacity=settings.scheduler.batch_size * settings.max_model_len * settings.workers,
         replay=settings.replay is not None,
+        record=settings.record is not None,
         directory=settings.metrics_dir,
     )
 

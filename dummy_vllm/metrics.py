@@ -218,6 +218,7 @@ class Metrics:
         kv_capacity: int,
         replay: bool,
         directory: Path | None,
+        record: bool = False,
     ) -> None:
         self.enabled = enabled
         # This worker's file among the other workers'.
@@ -407,6 +408,13 @@ class Metrics:
             ("kind",),
             [(kind,) for kind in REPLAY_KINDS] if replay else (),
         )
+        self._recordings = counters(
+            "dummy_vllm:recorded_exchanges",
+            "Record mode's exchanges by what became of them: stored, or lost (answered, but the "
+            "database refused them).",
+            ("result",),
+            [("stored",), ("lost",)] if record else (),
+        )
         self._families = families
         self._replay_lock = threading.Lock()
 
@@ -426,6 +434,10 @@ class Metrics:
         if self.enabled:
             with self._replay_lock:
                 self._replay.add((kind,))
+
+    def exchange_recorded(self, stored: bool) -> None:
+        if self.enabled:
+            self._recordings.add(("stored" if stored else "lost",))
 
     def request_finished(
         self, plan: ResponsePlan, delivery: Delivery, arrival: float, admitted: float

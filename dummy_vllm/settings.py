@@ -108,6 +108,9 @@ class RecordSettings:
     # Longest silence allowed between two upstream reads (slow prefill, reasoning models).
     read_timeout: float = 600.0
     note: str | None = None
+    # Largest SSE event and non-streamed body relayed (and kept in memory): beyond, a 502.
+    max_event_bytes: int = 8 * 1024 * 1024
+    max_response_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not self.upstream.startswith(("http://", "https://")):
@@ -116,6 +119,8 @@ class RecordSettings:
             raise SettingsError("session name must not be empty")
         if self.connect_timeout <= 0 or self.read_timeout <= 0:
             raise SettingsError("timeouts must be > 0")
+        if self.max_event_bytes < 1024 or self.max_response_bytes < 1024:
+            raise SettingsError("max_event_bytes and max_response_bytes must be >= 1024")
 
 
 @dataclass(frozen=True, slots=True)

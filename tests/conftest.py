@@ -129,3 +129,28 @@ def start_server() -> Iterator[Callable[..., LiveServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process started by ``pid``, recursively (Sanic serves from worker processes)."""
+    children: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as listing:
+                for child in map(int, listing.read().split()):
+                    children += [child, *descendants(child)]
+        except FileNotFoundError:
+            continue
+    return children
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and its descendants."""
+    total = 0
+    for process in [pid, *descendants(pid)]:
+        try:
+            with open(f"/proc/{process}/statm") as statm:
+                total += int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except FileNotFoundError:
+            continue
+    return total

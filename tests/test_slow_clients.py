@@ -3,14 +3,13 @@ whose client does not read is held back instead of buffered."""
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 from collections.abc import Callable
 
 import httpx
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, rss_bytes
 
 TIMEOUT = 1.0
 
@@ -91,7 +90,7 @@ def test_a_stream_whose_client_never_reads_is_held_back(
             sock.sendall(request)
             sockets.append(sock)
         time.sleep(3)
-        rss = _rss_bytes(server.process.pid)
+        rss = rss_bytes(server.process.pid)
         with httpx.Client(base_url=server.url, timeout=5) as client:
             started = time.monotonic()
             assert client.get("/health").status_code == 200
@@ -101,27 +100,3 @@ def test_a_stream_whose_client_never_reads_is_held_back(
             sock.close()
     # 20 answers of 256k events (about 70 MB each) are not held in memory.
     assert rss < 300 * 1024 * 1024, rss
-
-
-def _rss_bytes(pid: int) -> int:
-    """Resident memory of ``pid`` and its children (Sanic serves from a worker process)."""
-    total = 0
-    for child in [pid, *_descendants(pid)]:
-        try:
-            with open(f"/proc/{child}/statm") as statm:
-                total += int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        except FileNotFoundError:
-            continue
-    return total
-
-
-def _descendants(pid: int) -> list[int]:
-    children: list[int] = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as listing:
-                for child in map(int, listing.read().split()):
-                    children += [child, *_descendants(child)]
-        except FileNotFoundError:
-            continue
-    return children

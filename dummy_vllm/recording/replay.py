@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import random
+import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -48,8 +50,9 @@ from ..protocol.sse import DONE_PAYLOAD, event_data, frame
 from ..settings import MissPolicy, ReplaySettings
 from ..synthetic import SyntheticModel, incremental_texts
 from .matching import DEFAULT_IGNORED, canonical_key, diff_fields, relaxed_key
-from .store import Outcome, SessionSummary, Store, StoredExchange
+from .store import Outcome, SessionSummary, Store, StoredExchange, StoreError
 
+logger = logging.getLogger("dummy_vllm.replay")
 # Response header that says how an answer was served.
 SERVED_BY_HEADER = "x-dummy-vllm-replay"
 _REPLAYABLE = frozenset({Outcome.COMPLETE, Outcome.UPSTREAM_ERROR})
@@ -102,7 +105,8 @@ class Recording:
 
 
 def classify(raw: bytes) -> tuple[EventKind, int]:
-    """What a recorded SSE event is, read once at load time."""
+    """What a recorded SSE event is, read once at load time. An event in no shape vLLM sends
+    (an error, or anything else) is replayed as it is and carries no token."""
     payload = event_data(raw).strip()
     if payload == DONE_PAYLOAD:
         return EventKind.DONE, -1
@@ -115,6 +119,8 @@ def classify(raw: bytes) -> tuple[EventKind, int]:
     choices = event.get("choices")
     if not choices:
         return EventKind.USAGE, -1
+    if not isinstance(choices, list) or not _is_choice(choices[0]):
+        return EventKind.ERROR, -1
     choice = choices[0]
     delta = choice.get("delta")
     is_role_only = (
@@ -129,11 +135,79 @@ def classify(raw: bytes) -> tuple[EventKind, int]:
     return EventKind.TOKEN, int(choice.get("index", 0))
 
 
+def _is_choice(choice: Any) -> bool:
+    """A choice replay can rebuild from: its index, and its text where vLLM puts it."""
+    if not isinstance(choice, dict):
+        return False
+    index = choice.get("index", 0)
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        return False
+    if "delta" in choice:
+        delta = choice["delta"]
+        return isinstance(delta, dict) and isinstance(delta.get("content") or "", str)
+    if "message" in choice:
+        message = choice["message"]
+        return isinstance(message, dict) and isinstance(message.get("content") or "", str)
+    return isinstance(choice.get("text") or "", str)
+
+
+class MalformedRecording(Exception):
+    """A recording replay cannot rebuild answers from (stored as complete by a faulty upstream)."""
+
+
+def _check_answer_shape(record: Any, events: Sequence[RecordedEvent]) -> None:
+    """What the answers built from a recording read: the meta of its first token event, or its
+    body's meta and choices."""
+    if record.status is not None and record.status >= 400:
+        return
+    if record.streamed:
+        first = next((e for e in events if e.kind in (EventKind.ROLE, EventKind.TOKEN)), None)
+        if first is None:
+            if not any(map(_error_of, events)):
+                raise MalformedRecording("its stream has no token, role or error event")
+            return
+        meta: Any = _event_json(first.raw)
+    else:
+        try:
+            meta = json.loads(record.response_body or b"{}")
+        except ValueError:
+            meta = None
+        choices = meta.get("choices") if isinstance(meta, dict) else None
+        if not isinstance(choices, list) or not all(map(_is_choice, choices)):
+            raise MalformedRecording("its body has no choices replay can read")
+    if not (
+        isinstance(meta, dict)
+        and isinstance(meta.get("id"), str)
+        and isinstance(meta.get("created"), int)
+        and isinstance(meta.get("model"), str)
+    ):
+        raise MalformedRecording("its answer has no id, created and model replay can read")
+
+
+def _error_of(event: RecordedEvent) -> APIError | None:
+    """The error an in-stream error event reports, as vLLM would answer it without a stream."""
+    if event.kind is not EventKind.ERROR:
+        return None
+    try:
+        error = json.loads(event_data(event.raw)).get("error")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(error, dict) and isinstance(error.get("error"), dict):
+        error = error["error"]  # <= 0.10.0 wraps its flat envelope
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        return None
+    code = error.get("code")
+    status = code if isinstance(code, int) and 400 <= code < 600 else 500
+    return APIError(status, error["message"], str(error.get("type") or "InternalServerError"))
+
+
 def prepare(exchange: StoredExchange) -> Recording:
+    """A stored exchange ready for serving; MalformedRecording if it cannot be."""
     record = exchange.record
     events = [
         RecordedEvent(offset_ns * _NS, raw, *classify(raw)) for offset_ns, raw in record.events
     ]
+    _check_answer_shape(record, events)
     tokens = sum(event.kind is EventKind.TOKEN for event in events)
     try:
         body = decode_body(record.request_body, "application/json") if record.request_body else {}
@@ -199,7 +273,11 @@ class ReplayIndex:
         for exchange in exchanges:
             if exchange.record.outcome not in _REPLAYABLE:
                 continue
-            recording = prepare(exchange)
+            try:
+                recording = prepare(exchange)
+            except MalformedRecording as exc:
+                logger.warning("not replaying %s#%d: %s", exchange.session, exchange.seq, exc)
+                continue
             self.recordings.append(recording)
             key = (
                 self._exact_key(recording.route, recording.body)
@@ -405,6 +483,12 @@ class ReplayResponder:
             )
         if not recording.streamed:
             return self._stream_from_body(recording, route, body, limit)
+        if not stream and not any(
+            e.kind in (EventKind.ROLE, EventKind.TOKEN) for e in recording.events
+        ):
+            # A stream that failed before its first token: as a body, its error (load-time
+            # checks guarantee one).
+            raise next(filter(None, map(_error_of, recording.events)))
         events = recording.events
         if limit is not None and limit < len(recording.token_events):
             events = _cut_events(events, limit)
@@ -477,16 +561,18 @@ class ReplayResponder:
         recorded = json.loads(recording.response_body)
         meta = ResponseMeta(recorded["id"], recorded["created"], recorded["model"])
         choices = []
+        # The shape was checked at load (_is_choice): present fields have their types.
         for choice in recorded["choices"]:
-            text = choice["message"]["content"] if "message" in choice else choice["text"]
-            ids = tokenizer.encode(text or "")[:limit] if limit else tokenizer.encode(text or "")
+            message = choice.get("message")
+            text = (message.get("content") if message is not None else choice.get("text")) or ""
+            ids = tokenizer.encode(text)[:limit] if limit else tokenizer.encode(text)
             cut = limit is not None and len(ids) == limit and len(tokenizer.encode(text)) > limit
             choices.append(
                 ChoiceOutput(
-                    index=choice["index"],
+                    index=choice.get("index", 0),
                     token_ids=ids,
                     text_overrides=incremental_texts(ids, tokenizer),
-                    finish_reason="length" if cut else choice["finish_reason"] or "stop",
+                    finish_reason="length" if cut else str(choice.get("finish_reason") or "stop"),
                     stop_reason=None if cut else choice.get("stop_reason"),
                 )
             )
@@ -529,6 +615,12 @@ async def check_sessions(store: Store, names: Sequence[str]) -> SessionSummary:
 
 
 async def load_sessions(names: Sequence[str], db_path: Path) -> list[StoredExchange]:
-    async with await Store.open(db_path) as store:
-        await check_sessions(store, names)
-        return await store.load_exchanges(names)
+    """The sessions' exchanges; a database that cannot be read is one ReplayError line."""
+    try:
+        async with await Store.open(db_path) as store:
+            await check_sessions(store, names)
+            return await store.load_exchanges(names)
+    except sqlite3.Error as exc:
+        raise ReplayError(f"{db_path}: {exc}") from None
+    except StoreError as exc:
+        raise ReplayError(str(exc)) from None
