@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 IMAGE ?= dummy-vllm
 SERVE_ARGS ?=
 
-.PHONY: serve test fuzz lint typecheck bench docker-build docker-build-dev docker-run docker-test clean
+.PHONY: serve test fuzz soak lint typecheck bench docker-build docker-build-dev docker-run docker-test clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(VENV)/.dev
 # 50,000 generated requests against a live server; prints the answers by status (none may be 5xx).
 fuzz: $(VENV)/.dev
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50000} $(BIN)/python -m pytest -q -s tests/test_fuzz.py
+
+# 10 minutes of mixed valid, invalid and aborted traffic against every mode (SOAK_ARGS to change).
+soak: $(VENV)/.dev
+	$(BIN)/python -m benchmarks.soak --out benchmarks/SOAK_RESULTS.md $(SOAK_ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

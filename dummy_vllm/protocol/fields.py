@@ -174,10 +174,6 @@ def as_list(value: Any) -> list[Any]:
     fail("list_type", "Input should be a valid list")
 
 
-def any_value(value: Any) -> Any:
-    return value
-
-
 # --- combinators ------------------------------------------------------------------------------
 
 

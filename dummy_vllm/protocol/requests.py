@@ -704,7 +704,7 @@ def _message_errors(message: Any, loc: tuple[str | int, ...]) -> list[dict[str, 
     if "content" in message:
         content = message["content"]
         if content is None:
-            if role not in _NULL_CONTENT_ROLES:
+            if not (isinstance(role, str) and role in _NULL_CONTENT_ROLES):
                 errors.append(_string_type((*loc, "content", "str"), content))
         elif not isinstance(content, str | list | dict):
             errors.append(_string_type((*loc, "content", "str"), content))

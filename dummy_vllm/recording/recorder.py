@@ -55,9 +55,11 @@ from ..protocol.requests import (
     CHAT_ROUTE,
     COMPLETIONS_ROUTE,
     DETOKENIZE_ROUTE,
+    JSON_MEDIA_TYPE,
     MODELS_ROUTE,
     TOKENIZE_ROUTE,
     VERSION_ROUTE,
+    decode_body,
 )
 from ..protocol.sse import DONE_LINE, SSE_MEDIA_TYPE, EventSplitter, EventTooLarge, event_data
 from ..settings import RecordSettings
@@ -503,8 +505,9 @@ def _bad_gateway(message: str) -> APIError:
 
 
 def _json_object(data: bytes) -> dict[str, Any]:
+    # Decoded within the server's bounds (depth, number size): what a client or an upstream sent
+    # may be anything, and what is not a JSON object is simply not looked into.
     try:
-        value = json.loads(data)
-    except ValueError:
+        return decode_body(data, JSON_MEDIA_TYPE)
+    except APIError:
         return {}
-    return value if isinstance(value, dict) else {}
