@@ -219,7 +219,8 @@ def run(duration: float, concurrency: int, every: float, seed: int) -> dict[str,
         stop = threading.Event()
         sampler = threading.Thread(target=_sample, args=(targets, started, stop, every))
         sampler.start()
-        probe_stop, probed = multiprocessing.Event(), multiprocessing.Queue()
+        probe_stop = multiprocessing.Event()
+        probed: multiprocessing.Queue[Any] = multiprocessing.Queue()
         ports = [target.server.port for target in targets]
         prober = multiprocessing.Process(target=_probe, args=(ports, 0.25, probe_stop, probed))
         prober.start()

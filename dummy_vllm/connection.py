@@ -1,14 +1,23 @@
-"""Connections that cannot be held open by a client that sends too slowly.
+"""Connections that cannot be held open by a client that sends too slowly, nor fill memory by
+reading too slowly.
 
 Sanic's request timeout is an idle timeout (each byte received restarts it), so a client that
 trickles its headers a byte at a time keeps a connection forever (slowloris), and a body
 shorter than its Content-Length was only bounded by the response timeout (a day here, for long
 streams). This protocol adds a deadline for the whole header, counted from its first byte, and
 applies the request timeout to the gaps while the body is read.
+
+Writes are held back once Sanic's transport buffer (64 KiB) is full, but the kernel's send
+buffer before it grows by itself up to ``tcp_wmem``'s maximum (4 MiB here): a client that never
+reads let its stream be generated megabytes ahead, and two hundred such streams kept the worker
+busy producing events nobody would read. The send buffer is fixed at 128 KiB instead, plenty for
+token streams and for bodies on a local network.
 """
 
 from __future__ import annotations
 
+import socket
+from asyncio import BaseTransport
 from time import monotonic
 
 from sanic.exceptions import RequestTimeout
@@ -24,8 +33,17 @@ class GuardedHttp(Http):
         self.header_deadline: float | None = None
 
 
+SEND_BUFFER_BYTES = 128 * 1024
+
+
 class GuardedHttpProtocol(HttpProtocol):
     HTTP_CLASS = GuardedHttp
+
+    def connection_made(self, transport: BaseTransport) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+        super().connection_made(transport)  # type: ignore[no-untyped-call]
 
     def check_timeouts(self) -> None:
         http = self._http

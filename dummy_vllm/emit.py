@@ -28,8 +28,19 @@ AnyRequest = Request[Any, Any]
 # Bound on one write when many events are due at once (instant mode, large n).
 MAX_WRITE_BYTES = 64 * 1024
 # Longest the emitter computes events without giving the loop back (events already due, as in
-# instant mode, are built back to back: a long answer would hold the worker).
+# instant mode, are built back to back: a long answer would hold the worker). Shared by the
+# streams of a worker, so that a round of all of them stays about this long and other requests
+# (/health) wait for a few rounds, not a few hundred slices; at least MIN_SLICE_SECONDS each.
 SLICE_SECONDS = 0.002
+MIN_SLICE_SECONDS = 0.0001
+
+
+class _Streams:
+    """Streams being written by this worker (its loop is single-threaded: a plain count)."""
+
+    active = 0
+
+
 # A dropped connection cancels the handler once its buffer is flushed; Sanic aborts a
 # connection that does not close within GRACEFUL_TCP_CLOSE_TIMEOUT (5 s), so this is a backstop.
 DROP_GRACE_SECONDS = 30.0
@@ -89,6 +100,18 @@ async def stream_events(
     response = await request.respond(content_type=SSE_CONTENT_TYPE, headers=dict(plan.headers))
     # Headers go out now, before the first token, as vLLM's StreamingResponse does.
     await response.send(b"")
+    _Streams.active += 1
+    try:
+        await _write_events(response, plan, start, delivery)
+    finally:
+        _Streams.active -= 1
+    if plan.drop_connection:
+        await drop_connection(request)
+
+
+async def _write_events(
+    response: HTTPResponse, plan: ResponsePlan, start: float, delivery: Delivery
+) -> None:
     clock = asyncio.get_running_loop().time
     token_writes = delivery.token_writes
     pending: list[bytes] = []
@@ -108,7 +131,7 @@ async def stream_events(
             # Inline rather than through sleep_until: one coroutine less per token.
             await asyncio.sleep(deadline - now)
             resumed = clock()
-        elif now - resumed > SLICE_SECONDS:
+        elif now - resumed > max(SLICE_SECONDS / _Streams.active, MIN_SLICE_SECONDS):
             await asyncio.sleep(0)
             resumed = clock()
         pending.append(data)
@@ -120,7 +143,6 @@ async def stream_events(
         delivery.tokens += pending_tokens
     if plan.drop_connection:
         await response.send(b"".join(pending))
-        await drop_connection(request)
         return
     await response.send(b"".join(pending), end_stream=True)
     delivery.complete = True

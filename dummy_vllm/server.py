@@ -25,5 +25,7 @@ def run_server(settings: Settings) -> None:
             motd=False,
             access_log=settings.log_level.lower() == "debug",
             protocol=GuardedHttpProtocol,
+            # uvicorn's default, as vLLM runs it (Sanic's 100 drops connections in bursts).
+            backlog=2048,
         )
         Sanic.serve(primary=app, app_loader=loader)

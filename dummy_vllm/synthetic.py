@@ -41,6 +41,8 @@ from .protocol.responses import (
 )
 from .settings import SyntheticSettings
 
+# Output token ids as unsigned shorts: every id of the built-in vocabulary fits.
+_ID_TYPECODE = "H"
 # Handed out when nothing will be drawn (no jitter, no EOS rate): never consumed.
 _NO_DRAWS = random.Random(0)
 # (rng, prompt tokens, token steps) -> offset of each step, seconds: the latency model's shape.
@@ -82,6 +84,7 @@ class SyntheticModel:
         # Text and timing when a request sends no seed of its own.
         self.seed = seed
         self.tokenizer = tokenizer = served.tokenizer
+        assert tokenizer.vocab_size <= 1 << 16, "token ids must fit the id arrays"
         self.wire = Wire(served.profile, served.fingerprint)
         self.corpus = Corpus(tokenizer, seed=seed)
         self.latency = LatencyModel(settings.latency)
@@ -184,15 +187,17 @@ class SyntheticModel:
         for prompt_index, prompt in enumerate(prompts):
             for sample in range(params.n):
                 index = prompt_index * params.n + sample
-                # 4 bytes a token: n x max_tokens can be hundreds of thousands.
+                # 2 bytes a token (ids are below the vocabulary's 11k): n x max_tokens can be
+                # hundreds of thousands.
                 if self.settings.echo_prompt:
-                    ids = array("i", prompt[: params.max_tokens])
+                    ids = array(_ID_TYPECODE, prompt[: params.max_tokens])
                     length = len(ids)
                 else:
                     length = sample_output_length(
                         rng, params.max_tokens, params.min_tokens, eos_rate
                     )
-                    ids = array("i", self.corpus.tokens(base_seed * 1_000_003 + index, length))
+                    window = self.corpus.tokens(base_seed * 1_000_003 + index, length)
+                    ids = array(_ID_TYPECODE, window)
                 choices.append(self._finish(index, ids, params))
         prompt_tokens = sum(len(prompt) for prompt in prompts)
         steps = max((len(choice.token_ids) for choice in choices), default=0)
