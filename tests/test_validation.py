@@ -264,3 +264,9 @@ def test_tokenize_and_detokenize_bodies() -> None:
     assert parse_detokenize_request({"tokens": [1, "2", 3.0]}, SERVED) == [1, 2, 3]
     with pytest.raises(APIError):
         parse_detokenize_request({"tokens": "abc"}, SERVED)
+
+
+def test_tokenize_chat_with_a_null_prompt_is_the_chat_member() -> None:
+    # Found by the fuzz test: the chat member keeps the body's other keys, a null prompt too.
+    chat = parse_tokenize_request({"messages": MESSAGES, "prompt": None}, SERVED)
+    assert chat.text.endswith("<|assistant|>\n")

@@ -849,7 +849,9 @@ def parse_tokenize_request(body: Mapping[str, Any], served: ServedModel) -> Toke
     fields = _check_body(_TOKENIZE_REQUEST, body)
     _resolve_model(fields, served)
     with_strings = bool(fields.get("return_token_strs"))
-    if "prompt" in fields:
+    # The member that matched: a string prompt is TokenizeCompletionRequest's (the chat member
+    # keeps whatever else the body holds, a null prompt included).
+    if isinstance(fields.get("prompt"), str):
         return TokenizeRequest(fields["prompt"], with_strings)
     _check_messages(fields["messages"], body)
     text = render_chat_prompt(fields["messages"], fields.get("add_generation_prompt", True))

@@ -96,6 +96,9 @@ class Recording:
     completion_tokens: int
     # Per choice, in index order (for metrics).
     finish_reasons: tuple[str, ...]
+    # A stream's id, created, model and object, from its first role or token event (None when
+    # it has none): what rebuilt events and bodies carry, even when a cut keeps no token.
+    stream_meta: tuple[ResponseMeta, str] | None = None
 
     # Derived from ``events`` once, at load: the miss-profile and cut paths read it per request.
     token_events: list[RecordedEvent] = field(init=False)
@@ -214,6 +217,7 @@ def prepare(exchange: StoredExchange) -> Recording:
     except APIError:
         body = {}
     return Recording(
+        stream_meta=_meta_of(record.path, events) if record.streamed else None,
         label=f"{exchange.session}#{exchange.seq}",
         route=record.path,
         body=body,
@@ -364,22 +368,26 @@ def _cut_events(events: list[RecordedEvent], limit: int) -> list[RecordedEvent]:
     return kept
 
 
-def _meta_of(events: Sequence[RecordedEvent]) -> tuple[ResponseMeta, str]:
-    first = next(e for e in events if e.kind in (EventKind.ROLE, EventKind.TOKEN))
+def _meta_of(route: str, events: Sequence[RecordedEvent]) -> tuple[ResponseMeta, str] | None:
+    """Read once, at load time (the fields were checked by ``_check_answer_shape``)."""
+    first = next((e for e in events if e.kind in (EventKind.ROLE, EventKind.TOKEN)), None)
+    if first is None:
+        return None
     payload = _event_json(first.raw)
     meta = ResponseMeta(id=payload["id"], created=payload["created"], model=payload["model"])
-    return meta, str(payload["object"])
+    default = "chat.completion.chunk" if route == CHAT_ROUTE else "text_completion"
+    return meta, str(payload.get("object", default))
 
 
 def _assemble(
     wire: Wire,
     route: str,
     events: Sequence[RecordedEvent],
+    meta: ResponseMeta,
     prompt_tokens: int,
     completion_tokens: int,
 ) -> bytes:
     """A streamed recording as the non-streamed body vLLM would have sent."""
-    meta, _ = _meta_of(events)
     texts: dict[int, list[str]] = {}
     finish: dict[int, tuple[str | None, Any]] = {}
     for event in events:
@@ -483,9 +491,7 @@ class ReplayResponder:
             )
         if not recording.streamed:
             return self._stream_from_body(recording, route, body, limit)
-        if not stream and not any(
-            e.kind in (EventKind.ROLE, EventKind.TOKEN) for e in recording.events
-        ):
+        if not stream and recording.stream_meta is None:
             # A stream that failed before its first token: as a body, its error (load-time
             # checks guarantee one).
             raise next(filter(None, map(_error_of, recording.events)))
@@ -501,10 +507,12 @@ class ReplayResponder:
             else recording.finish_reasons
         )
         if not stream:
+            assert recording.stream_meta is not None  # refused above otherwise
+            meta, _ = recording.stream_meta
             return ResponsePlan(
                 stream=False,
                 body=_assemble(
-                    self.wire, route, events, recording.prompt_tokens, completion_tokens
+                    self.wire, route, events, meta, recording.prompt_tokens, completion_tokens
                 ),
                 body_offset=max(e.offset for e in events) * self.scale,
                 prompt_tokens=recording.prompt_tokens,
@@ -515,7 +523,12 @@ class ReplayResponder:
             stream=True,
             events=list(
                 self._stream_events(
-                    events, body, recording.prompt_tokens, completion_tokens, rebuild_usage
+                    events,
+                    body,
+                    recording.stream_meta,
+                    recording.prompt_tokens,
+                    completion_tokens,
+                    rebuild_usage,
                 )
             ),
             prompt_tokens=recording.prompt_tokens,
@@ -527,6 +540,7 @@ class ReplayResponder:
         self,
         events: Sequence[RecordedEvent],
         body: Mapping[str, Any],
+        stream_meta: tuple[ResponseMeta, str] | None,
         prompt_tokens: int,
         completion_tokens: int,
         rebuild_usage: bool,
@@ -545,9 +559,9 @@ class ReplayResponder:
                 event.kind is EventKind.DONE
                 and wants_usage
                 and (rebuild_usage or not recorded_usage)
+                and stream_meta is not None
             ):
-                meta, object_name = _meta_of(events)
-                head = stream_head(meta, object_name)
+                head = stream_head(*stream_meta)
                 usage = usage_event(self.wire, head, prompt_tokens, completion_tokens)
                 yield PlanEvent(last, usage, 0)
             yield PlanEvent(last, event.raw, int(event.kind is EventKind.TOKEN))

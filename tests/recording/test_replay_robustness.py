@@ -86,3 +86,21 @@ def test_a_relaxed_match_cut_of_a_recording_with_odd_events(
     replay = responder([odd])
     plan = replay.respond(CHAT_ROUTE, {**streamed, "max_tokens": 2}, None)
     assert [data for _, data in stream_of(plan)][-1] == b"data: [DONE]\n\n"
+
+
+def test_a_relaxed_match_cut_to_no_token_still_rebuilds_its_usage() -> None:
+    # Found by the fuzz test: an echo request for 0 tokens, matched to a longer recording.
+    body: dict[str, Any] = {
+        "prompt": [1, 2, 3],
+        "max_tokens": 2,
+        "echo": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    replay = responder([record(COMPLETIONS_ROUTE, body)])
+    plan = replay.respond(COMPLETIONS_ROUTE, {**body, "max_tokens": 0}, None)
+    events = [data for _, data in stream_of(plan)]
+    assert events[-1] == b"data: [DONE]\n\n"
+    assert b'"completion_tokens":0' in events[-2]
+    unstreamed = replay.respond(COMPLETIONS_ROUTE, {**body, "max_tokens": 0, "stream": False}, None)
+    assert unstreamed.completion_tokens == 0
