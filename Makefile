@@ -6,7 +6,7 @@ IMAGE ?= dummy-vllm
 SERVE_ARGS ?=
 BENCH_CLIENTS_ARGS ?=
 
-.PHONY: serve test lint typecheck bench bench-clients docker-build docker-build-dev docker-run docker-test clean
+.PHONY: serve test fuzz soak lint typecheck bench bench-clients docker-build docker-build-dev docker-run docker-test clean
 
 $(VENV)/.runtime: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,14 @@ serve: $(VENV)/.runtime ## synthetic mode on 127.0.0.1:8000, SQLite under record
 
 test: $(VENV)/.dev
 	$(BIN)/python -m pytest -q
+
+# 50,000 generated requests against a live server; prints the answers by status (none may be 5xx).
+fuzz: $(VENV)/.dev
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50000} $(BIN)/python -m pytest -q -s tests/test_fuzz.py
+
+# 10 minutes of mixed valid, invalid and aborted traffic against every mode (SOAK_ARGS to change).
+soak: $(VENV)/.dev
+	$(BIN)/python -m benchmarks.soak --out benchmarks/SOAK_RESULTS.md $(SOAK_ARGS)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -23,6 +23,7 @@ from .context import App, WorkerContext, WorkerRequest
 from .engine import Tokenizer
 from .faults import FaultInjector
 from .metrics import Metrics
+from .offload import Offloader
 from .pipeline import Pipeline
 from .protocol.cors import CorsPolicy
 from .protocol.errors import (
@@ -56,6 +57,8 @@ RESPONSE_TIMEOUT_SECONDS = 24 * 3600
 FULL_COLLECTION_AFTER = 1000
 # vLLM's uvicorn keep-alive (VLLM_HTTP_TIMEOUT_KEEP_ALIVE).
 KEEP_ALIVE_TIMEOUT_SECONDS = 5
+# Largest request header: h11's default max_incomplete_event_size under uvicorn (16 KiB).
+MAX_HEADER_BYTES = 16 * 1024
 
 logger = logging.getLogger("dummy_vllm")
 
@@ -67,6 +70,9 @@ def create_app(settings: Settings) -> App:
     app.config.REQUEST_MAX_SIZE = settings.limits.max_body_bytes
     app.config.RESPONSE_TIMEOUT = RESPONSE_TIMEOUT_SECONDS
     app.config.KEEP_ALIVE_TIMEOUT = KEEP_ALIVE_TIMEOUT_SECONDS
+    # Idle gaps while a request arrives, and (connection.py) the time its header may take.
+    app.config.REQUEST_TIMEOUT = settings.request_timeout  # type: ignore[assignment]  # any number
+    app.config.REQUEST_MAX_HEADER_SIZE = MAX_HEADER_BYTES
     app.config.NOISY_EXCEPTIONS = False
     app.config.MOTD = False
     app.config.ACCESS_LOG = settings.log_level.lower() == "debug"
@@ -111,6 +117,7 @@ def _metrics(settings: Settings, scheduler: Scheduler) -> Metrics:
         # Each worker's share of all workers' capacity, so that their sum is the total.
         kv_capacity=settings.scheduler.batch_size * settings.max_model_len * settings.workers,
         replay=settings.replay is not None,
+        record=settings.record is not None,
         directory=settings.metrics_dir,
         profile=settings.profile,
     )
@@ -163,6 +170,7 @@ def _serve_model(app: App, settings: Settings) -> None:
         worker = os.environ.get("SANIC_WORKER_NAME", "")
         faults = FaultInjector(settings.faults, zlib.crc32(worker.encode(), settings.seed))
         ctx.pipeline = Pipeline(scheduler, metrics, faults, served)
+        ctx.offload = Offloader()
         ctx.served = served
         ctx.responses = ResponseStore(settings.synthetic.responses_store)
         synthetic = SyntheticModel(settings.synthetic, served, settings.seed, ctx.responses)
@@ -175,6 +183,10 @@ def _serve_model(app: App, settings: Settings) -> None:
         ctx.responder = await ReplayResponder.load(
             replay, settings.db_path, settings.seed, synthetic, metrics
         )
+
+    @app.after_server_stop
+    async def stop_offload(app: App) -> None:
+        app.ctx.offload.close()
 
 
 def _record_upstream(app: App, record: RecordSettings, settings: Settings) -> None:

@@ -16,6 +16,7 @@ from sanic import Request, Sanic
 from sanic.config import Config
 
 from .metrics import Metrics
+from .offload import Offloader
 from .pipeline import Pipeline
 from .plan import Responder
 from .protocol.requests import ServedModel
@@ -33,6 +34,8 @@ class WorkerContext:
     pipeline: Pipeline = field(init=False)
     # Stored Responses API answers (synthetic ones; replay stores none).
     responses: ResponseStore = field(init=False)
+    # Where answers too long to build on the loop are built.
+    offload: Offloader = field(init=False)
     # Record mode.
     recorder: Recorder = field(init=False)
     # Work started with the server and cancelled when it stops.

@@ -38,6 +38,20 @@ AnyRequest = Request[Any, Any]
 # Bound on one write when many events are due at once (instant mode, large n); also how much
 # may wait in a connection's buffer before writes go back through Sanic's flow control.
 MAX_WRITE_BYTES = 64 * 1024
+# Longest the emitter computes events without giving the loop back (events already due, as in
+# instant mode, are built back to back: a long answer would hold the worker). Shared by the
+# streams of a worker, so that a round of all of them stays about this long and other requests
+# (/health) wait for a few rounds, not a few hundred slices; at least MIN_SLICE_SECONDS each.
+SLICE_SECONDS = 0.002
+MIN_SLICE_SECONDS = 0.0001
+
+
+class _Streams:
+    """Streams being written by this worker (its loop is single-threaded: a plain count)."""
+
+    active = 0
+
+
 # A dropped connection cancels the handler once its buffer is flushed; Sanic aborts a
 # connection that does not close within GRACEFUL_TCP_CLOSE_TIMEOUT (5 s), so this is a backstop.
 DROP_GRACE_SECONDS = 30.0
@@ -257,26 +271,44 @@ async def stream_events(
     # through Sanic.
     if not isinstance(http, Http) or http.response_func != http.http1_response_chunked:
         clock = None
-    loop_time = asyncio.get_running_loop().time
-    stream = _Stream(request, plan, start, delivery)
-    while True:
-        now = loop_time()
-        if stream.collect(now + DUE_EARLY):
-            break
-        if stream.pending:
-            await response.send(stream.take(now))
-        elif clock is None:
-            await asyncio.sleep(stream.due - now)
-        elif await clock.hand_over(stream):
-            break
-    delivery.end = now = loop_time()
-    last = stream.take(now)
+    _Streams.active += 1
+    try:
+        last = await _write_events(response, _Stream(request, plan, start, delivery), clock)
+    finally:
+        _Streams.active -= 1
     if plan.drop_connection:
         await response.send(last)
         await drop_connection(request)
         return
     await response.send(last, end_stream=True)
     delivery.complete = True
+
+
+async def _write_events(
+    response: HTTPResponse, stream: _Stream, clock: StreamClock | None
+) -> bytes:
+    """Write ``stream`` up to its last batch, which is returned unwritten."""
+    loop_time = asyncio.get_running_loop().time
+    resumed = loop_time()
+    while True:
+        now = loop_time()
+        if stream.collect(now + DUE_EARLY):
+            break
+        if stream.pending:
+            await response.send(stream.take(now))
+            # Sending does not yield while the socket takes the bytes: events already due are
+            # built back to back, so give the loop back once this stream's share is used.
+            if now - resumed > max(SLICE_SECONDS / _Streams.active, MIN_SLICE_SECONDS):
+                await asyncio.sleep(0)
+                resumed = loop_time()
+            continue
+        if clock is None:
+            await asyncio.sleep(stream.due - now)
+        elif await clock.hand_over(stream):
+            break
+        resumed = loop_time()
+    stream.delivery.end = now = loop_time()
+    return stream.take(now)
 
 
 async def drop_connection(request: AnyRequest) -> None:

@@ -21,6 +21,7 @@ import asyncio
 import json
 import os
 import tempfile
+import threading
 import time
 from bisect import bisect_left
 from collections import Counter
@@ -234,6 +235,7 @@ class Metrics:
         replay: bool,
         directory: Path | None,
         profile: Profile = DEFAULT_PROFILE,
+        record: bool = False,
     ) -> None:
         self.enabled = enabled
         # This worker's file among the other workers'.
@@ -418,7 +420,15 @@ class Metrics:
             ("kind",),
             [(kind,) for kind in REPLAY_KINDS] if replay else (),
         )
+        self._recordings = counters(
+            "dummy_vllm:recorded_exchanges",
+            "Record mode's exchanges by what became of them: stored, or lost (answered, but the "
+            "database refused them).",
+            ("result",),
+            [("stored",), ("lost",)] if record else (),
+        )
         self._families = families
+        self._replay_lock = threading.Lock()
 
     # --- recording: called per request, so plain arithmetic only -----------------------------
 
@@ -431,9 +441,15 @@ class Metrics:
             self._faults.add((kind.value,))
 
     def replay_served(self, kind: str) -> None:
-        """Replay outcome: exact, relaxed, miss_error, miss_synthetic or miss_profile."""
+        """Replay outcome: exact, relaxed, miss_error, miss_synthetic or miss_profile. Called
+        by the responder, which may run on the worker's offload thread: locked."""
         if self.enabled:
-            self._replay.add((kind,))
+            with self._replay_lock:
+                self._replay.add((kind,))
+
+    def exchange_recorded(self, stored: bool) -> None:
+        if self.enabled:
+            self._recordings.add(("stored" if stored else "lost",))
 
     def request_finished(
         self, plan: ResponsePlan, delivery: Delivery, arrival: float, admitted: float

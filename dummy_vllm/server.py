@@ -10,6 +10,7 @@ from sanic import Sanic
 from sanic.worker.loader import AppLoader
 
 from .app import create_app
+from .connection import GuardedHttpProtocol
 from .metrics import shared_metrics_dir
 from .settings import Settings
 
@@ -33,6 +34,7 @@ def run_server(settings: Settings) -> None:
             backlog=settings.backlog,
             motd=False,
             access_log=settings.log_level.lower() == "debug",
+            protocol=GuardedHttpProtocol,
         )
         Sanic.serve(primary=app, app_loader=loader)
 

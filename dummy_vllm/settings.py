@@ -148,12 +148,22 @@ class Limits:
     max_body_bytes: int = 8 * 1024 * 1024
     max_n: int = 128
     max_logprobs: int = 20
+    # Stop strings of one request (each is searched for in every choice's text).
+    max_stop_strings: int = 64
+    # Output tokens of one request, over all its choices (n x prompts x max_tokens).
+    max_request_tokens: int = 262_144
+    # Log-probabilities of one request: its output tokens x (top_logprobs + 1).
+    max_logprob_entries: int = 262_144
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1024:
             raise SettingsError(f"max_body_bytes must be >= 1024, got {self.max_body_bytes}")
-        if self.max_n < 1:
-            raise SettingsError(f"max_n must be >= 1, got {self.max_n}")
+        for name in ("max_n", "max_stop_strings", "max_request_tokens", "max_logprob_entries"):
+            value = getattr(self, name)
+            if value < 1:
+                raise SettingsError(f"{name} must be >= 1, got {value}")
+        if self.max_logprobs < 0:
+            raise SettingsError(f"max_logprobs must be >= 0, got {self.max_logprobs}")
 
 
 class MissPolicy(StrEnum):
@@ -174,6 +184,9 @@ class RecordSettings:
     # Longest silence allowed between two upstream reads (slow prefill, reasoning models).
     read_timeout: float = 600.0
     note: str | None = None
+    # Largest SSE event and non-streamed body relayed (and kept in memory): beyond, a 502.
+    max_event_bytes: int = 8 * 1024 * 1024
+    max_response_bytes: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
         if not self.upstream.startswith(("http://", "https://")):
@@ -182,6 +195,8 @@ class RecordSettings:
             raise SettingsError("session name must not be empty")
         if self.connect_timeout <= 0 or self.read_timeout <= 0:
             raise SettingsError("timeouts must be > 0")
+        if self.max_event_bytes < 1024 or self.max_response_bytes < 1024:
+            raise SettingsError("max_event_bytes and max_response_bytes must be >= 1024")
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +317,8 @@ class Settings:
     workers: int = 1
     # Connections the kernel queues for the workers to accept.
     backlog: int = DEFAULT_BACKLOG
+    # Seconds a client may take to send a request's header, and may pause within its body.
+    request_timeout: float = 10.0
     model: str = DEFAULT_MODEL
     # The path or hub id a real vLLM was started with; shows as ``root`` in /v1/models.
     model_root: str | None = None
@@ -332,6 +349,8 @@ class Settings:
             raise SettingsError(f"workers must be >= 1, got {self.workers}")
         if self.backlog < 1:
             raise SettingsError(f"backlog must be >= 1, got {self.backlog}")
+        if not 0 < self.request_timeout < float("inf"):
+            raise SettingsError(f"request_timeout must be > 0, got {self.request_timeout}")
         if self.max_model_len < 2:
             raise SettingsError(f"max_model_len must be >= 2, got {self.max_model_len}")
         if not 1 <= self.embedding_dimensions <= 65536:

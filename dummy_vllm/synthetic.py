@@ -583,19 +583,24 @@ class SyntheticModel:
             ids.append(self._think_end)
             hidden = 1
         room = params.max_tokens - len(ids)
-        calls = (
-            plan_tool_calls(
-                tools.tools,
-                rng,
-                forced=tools.name,
-                required=tools.mode is ToolMode.REQUIRED,
-                call_rate=agent.tool_call_rate,
-                parallel=tools.parallel,
-                budget=max(room - 16, 8),
+        try:
+            calls = (
+                plan_tool_calls(
+                    tools.tools,
+                    rng,
+                    forced=tools.name,
+                    required=tools.mode is ToolMode.REQUIRED,
+                    call_rate=agent.tool_call_rate,
+                    parallel=tools.parallel,
+                    budget=max(room - 16, 8),
+                )
+                if tools.calls_possible
+                else []
             )
-            if tools.calls_possible
-            else []
-        )
+        except SchemaError as exc:
+            raise bad_request(
+                f"This server cannot generate arguments for the tool's parameters: {exc}"
+            ) from None
         style: ToolStyle | None = None
         spans: tuple[CallSpan, ...] = ()
         if calls:

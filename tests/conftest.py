@@ -79,22 +79,28 @@ class LiveServer:
         env: dict[str, str] | None = None,
         command: str = "serve",
         launcher: Launcher | None = None,
+        log: Path | None = None,
+        pipe_stderr: bool = False,
     ) -> None:
+        """``log``: where the server's stderr goes, to read after it ran (by default a file in
+        the scratch directory, removed at ``stop``). ``pipe_stderr``: a pipe instead, read by
+        ``stderr()`` once the server stopped (for servers whose file writes are made to fail;
+        a pipe that nobody reads blocks a server that logs much)."""
         self._scratch = tempfile.TemporaryDirectory(prefix="dummy-vllm-test-")
         # A file, not a pipe: nobody reads a pipe while tests run, and a full one blocks the server.
-        self.log = Path(self._scratch.name, "server.log")
+        self.log = log or Path(self._scratch.name, "server.log")
         # Tests never touch the repository's own recordings/.
         env = {"DUMMY_VLLM_DB": f"{self._scratch.name}/test.db", **(env or {})}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [sys.executable, "cli.py", command, "--port", str(self.port), *args]
-        with self.log.open("wb") as log:
+        with self.log.open("wb") as log_file:
             self.process = subprocess.Popen(
                 launcher(argv) if launcher else argv,
                 cwd=REPO,
                 env={**os.environ, **env},
                 stdout=subprocess.DEVNULL,
-                stderr=log,
+                stderr=subprocess.PIPE if pipe_stderr else log_file,
                 start_new_session=True,
             )
         try:
@@ -122,6 +128,11 @@ class LiveServer:
         except OSError:
             return "(no server log)"
         return "server stderr, last lines:\n" + "\n".join(tail)
+
+    def stderr(self) -> str:
+        if self.process.stderr is not None:
+            return self.process.stderr.read().decode(errors="replace")
+        return self.log.read_text(errors="replace")
 
     def stop(self) -> None:
         # The process first: it may still be writing into the scratch directory.
@@ -163,3 +174,28 @@ def start_server() -> Iterator[Callable[..., LiveServer]]:
     yield start
     for server in started:
         server.stop()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process started by ``pid``, recursively (Sanic serves from worker processes)."""
+    children: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as listing:
+                for child in map(int, listing.read().split()):
+                    children += [child, *descendants(child)]
+        except FileNotFoundError:
+            continue
+    return children
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of ``pid`` and its descendants."""
+    total = 0
+    for process in [pid, *descendants(pid)]:
+        try:
+            with open(f"/proc/{process}/statm") as statm:
+                total += int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except FileNotFoundError:
+            continue
+    return total

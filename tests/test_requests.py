@@ -153,6 +153,13 @@ def test_unknown_fields_and_nulls_are_accepted() -> None:
             '"auto" tool choice requires --enable-auto-tool-choice',
         ),
         (
+            # ChatCompletionToolsParam.function is required: pydantic refuses before the handler.
+            {"messages": MESSAGES, "tools": [{"type": "function"}]},
+            400,
+            "Bad Request",
+            "'type': 'missing', 'loc': ('body', 'tools', 0, 'function')",
+        ),
+        (
             {"messages": [{"content": "x"}]},
             400,
             "Bad Request",

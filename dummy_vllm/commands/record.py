@@ -71,6 +71,20 @@ def record(
         help="Longest silence from the upstream, seconds, before the exchange counts as dropped.",
         rich_help_panel=RECORD,
     ),
+    max_event_bytes: int = typer.Option(
+        _DEFAULTS.max_event_bytes,
+        envvar="DUMMY_VLLM_MAX_EVENT_BYTES",
+        help="Largest SSE event relayed from the upstream: a stream with a larger one is cut "
+        "off there (recorded upstream_dropped).",
+        rich_help_panel=RECORD,
+    ),
+    max_response_bytes: int = typer.Option(
+        _DEFAULTS.max_response_bytes,
+        envvar="DUMMY_VLLM_MAX_RESPONSE_BYTES",
+        help="Largest non-streamed upstream answer relayed (502 beyond, recorded "
+        "upstream_dropped).",
+        rich_help_panel=RECORD,
+    ),
     requests: Path | None = typer.Option(
         None,
         "--requests",
@@ -105,6 +119,8 @@ def record(
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
                 note=note,
+                max_event_bytes=max_event_bytes,
+                max_response_bytes=max_response_bytes,
             ),
         )
     )

@@ -119,6 +119,13 @@ def serve(
         rich_help_panel=SERVER,
     ),
     db: Path = db_option(),
+    request_timeout: float = typer.Option(
+        Settings().request_timeout,
+        envvar="DUMMY_VLLM_REQUEST_TIMEOUT",
+        help="Seconds a client may take to send a request's header, and may pause while "
+        "sending its body (408 and the connection closed beyond).",
+        rich_help_panel=SERVER,
+    ),
     model: str = typer.Option(
         DEFAULT_MODEL,
         "--model",
@@ -259,6 +266,32 @@ def serve(
         Limits().max_n,
         envvar="DUMMY_VLLM_MAX_N",
         help="Largest 'n' accepted (400 beyond).",
+        rich_help_panel=LIMITS,
+    ),
+    max_logprobs: int = typer.Option(
+        Limits().max_logprobs,
+        envvar="DUMMY_VLLM_MAX_LOGPROBS",
+        help="Largest logprobs / top_logprobs accepted, as vLLM's --max-logprobs (400 beyond).",
+        rich_help_panel=LIMITS,
+    ),
+    max_stop_strings: int = typer.Option(
+        Limits().max_stop_strings,
+        envvar="DUMMY_VLLM_MAX_STOP_STRINGS",
+        help="Most stop strings one request may send (400 beyond).",
+        rich_help_panel=LIMITS,
+    ),
+    max_request_tokens: int = typer.Option(
+        Limits().max_request_tokens,
+        envvar="DUMMY_VLLM_MAX_REQUEST_TOKENS",
+        help="Most output tokens one request may ask for over all its choices: "
+        "n x prompts x max_tokens (400 beyond).",
+        rich_help_panel=LIMITS,
+    ),
+    max_logprob_entries: int = typer.Option(
+        Limits().max_logprob_entries,
+        envvar="DUMMY_VLLM_MAX_LOGPROB_ENTRIES",
+        help="Most log-probabilities one request may ask for: its output tokens x "
+        "(top_logprobs + 1) (400 beyond).",
         rich_help_panel=LIMITS,
     ),
     replay: list[str] | None = typer.Option(
@@ -456,6 +489,7 @@ def serve(
             workers=workers,
             backlog=backlog,
             log_level=log_level.value,
+            request_timeout=request_timeout,
             api_key=api_key,
             db_path=db,
             model=model,
@@ -493,7 +527,14 @@ def serve(
                 headers=allowed_headers,
                 credentials=allow_credentials,
             ),
-            limits=Limits(max_body_bytes=max_body_bytes, max_n=max_n),
+            limits=Limits(
+                max_body_bytes=max_body_bytes,
+                max_n=max_n,
+                max_logprobs=max_logprobs,
+                max_stop_strings=max_stop_strings,
+                max_request_tokens=max_request_tokens,
+                max_logprob_entries=max_logprob_entries,
+            ),
             replay=ReplaySettings(
                 sessions=tuple(replay or ()),
                 files=tuple(replay_file or ()),

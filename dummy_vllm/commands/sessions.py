@@ -61,7 +61,7 @@ def list_sessions(db: Path = db_option(rich_help_panel=None)) -> None:
             ", ".join(summary.models or ()) or "-",
             summary.version or "-",
             _timestamp(summary.created),
-            str(summary.exchanges),
+            str(summary.exchanges) + (f"\n+{summary.lost} lost" if summary.lost else ""),
             f"{summary.complete}/{summary.failed}",
             f"{summary.prompt_tokens}/{summary.completion_tokens}",
             _percentiles(summary.ttft),
@@ -181,6 +181,8 @@ def _details_table(detail: SessionDetail) -> Table:
         "Note": detail.note or "-",
         "Options": json.dumps(detail.options, sort_keys=True),
         "Exchanges": f"{summary.exchanges} ({summary.complete} complete, {summary.failed} failed)",
+        # Answered while recording, but the database refused them: not in this session.
+        "Lost": f"{summary.lost} (answered but not stored)" if summary.lost else "0",
         "Outcomes": ", ".join(f"{name} {count}" for name, count in detail.outcomes.items()) or "-",
         "Routes": ", ".join(f"{route} {count}" for route, count in detail.routes.items()) or "-",
         "Tokens": f"{summary.prompt_tokens} prompt, {summary.completion_tokens} completion",

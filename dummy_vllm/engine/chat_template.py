@@ -15,6 +15,8 @@ _PLACEHOLDERS = {
     "audio_url": "<audio>",
     "video_url": "<video>",
 }
+# Parts whose content is text, and the key that holds it (as vLLM's content-part parsers read).
+TEXT_PARTS = {"text": "text", "input_text": "text", "refusal": "refusal", "thinking": "thinking"}
 
 
 def render_chat_prompt(
@@ -27,9 +29,9 @@ def render_chat_prompt(
 
         <|system|>\\n{content}</s>\\n<|user|>\\n{content}</s>\\n...<|assistant|>\\n
 
-    ``content`` is a string, ``None`` (rendered empty) or a list of parts: text parts (and
-    refusals) give their text, other parts a placeholder (``<image>``, ``<audio>``, ``<video>``,
-    else ``<{type}>``); the parts are joined with ``"\\n"``.
+    ``content`` is a string, ``None`` (rendered empty) or a list of parts: strings and text
+    parts (and refusals) give their text, other parts a placeholder (``<image>``, ``<audio>``,
+    ``<video>``, else ``<{type}>``); the parts are joined with ``"\\n"``.
 
     Token overhead, with this package's ``Tokenizer``: the role markers (for the roles in
     ``tokenizer.CHAT_ROLES``), ``"</s>"`` and ``"\\n"`` are one token each, and the tokenizer
@@ -53,20 +55,26 @@ def render_chat_prompt(
     return "".join(parts)
 
 
-def _content_text(content: str | Sequence[Mapping[str, Any]] | None) -> str:
+def _content_text(content: str | Sequence[str | Mapping[str, Any]] | None) -> str:
     if content is None:
         return ""
     if isinstance(content, str):
         return content
-    return "\n".join(_part_text(part) for part in content)
+    texts = (_part_text(part) for part in content)
+    # A text part without text is skipped, as vLLM skips it.
+    return "\n".join(text for text in texts if text is not None)
 
 
-def _part_text(part: Mapping[str, Any]) -> str:
+def _part_text(part: str | Mapping[str, Any]) -> str | None:
+    if isinstance(part, str):
+        return part
     kind = part.get("type")
-    if kind == "text":
-        return str(part["text"])
-    if kind == "refusal":
-        return str(part["refusal"])
+    if kind in TEXT_PARTS:
+        text = part.get(TEXT_PARTS[kind])
+        return None if text is None else str(text)
+    if kind is None:
+        # A part without a type names its media by its key (vLLM's simple image/audio/video).
+        kind = next((key for key in _PLACEHOLDERS if key in part), None)
     return _PLACEHOLDERS.get(str(kind), f"<{kind}>")
 
 

@@ -108,7 +108,21 @@ def instance(schema: Any, rng: random.Random, budget: int = 64) -> Any:
         return _any_object(rng, budget)
     if not isinstance(schema, Mapping):
         raise SchemaError(f"a JSON schema must be an object, got {type(schema).__name__}")
-    return _Generator(schema, rng).value(schema, max(budget, 1), 0)
+    try:
+        return _Generator(schema, rng).value(schema, max(budget, 1), 0)
+    except SchemaError:
+        raise
+    except (
+        TypeError,
+        ValueError,
+        LookupError,
+        AttributeError,
+        OverflowError,
+        RecursionError,
+    ) as exc:
+        # A keyword of the wrong shape somewhere inside (schemas are client input): named, as
+        # any other schema that cannot be generated.
+        raise SchemaError(f"malformed schema ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def json_object(rng: random.Random, budget: int = 64) -> dict[str, Any]:

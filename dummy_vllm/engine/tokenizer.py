@@ -289,14 +289,16 @@ _SPECIAL_RE = re.compile("(" + "|".join(map(re.escape, SPECIAL_TOKENS + MARKUP_T
 # GPT-2 style pre-tokenisation; covers every character, so nothing is dropped. A newline is always
 # a piece of its own (as Llama's byte token for it is), which keeps the chat template's token
 # overhead independent of the message contents.
+# Runs are cut every 256 characters: a piece outside the vocabulary costs its length squared
+# in the split, and a prompt of one 8 MB word must not hold a worker for minutes.
 _PRETOKEN_RE = re.compile(
     r"'(?:[sdmt]|ll|ve|re)"  # contractions
-    r"| ?[^\W\d_]+"  # letters
-    r"| ?\d+"  # digits
-    r"| ?(?:[^\w\s]|_)+"  # punctuation, symbols, emoji
+    r"| ?[^\W\d_]{1,256}"  # letters
+    r"| ?\d{1,256}"  # digits
+    r"| ?(?:[^\w\s]|_){1,256}"  # punctuation, symbols, emoji
     r"|\n"
-    r"|[^\S\n]+(?!\S)"  # whitespace, leaving one space for the next word
-    r"|[^\S\n]+"
+    r"|[^\S\n]{1,256}(?!\S)"  # whitespace, leaving one space for the next word
+    r"|[^\S\n]{1,256}"
 )
 
 # Text seen before is not tokenised again: its ids are remembered, whole (texts up to a page:

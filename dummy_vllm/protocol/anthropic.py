@@ -19,39 +19,32 @@ from ..engine.function_calls import AUTO, NONE, REQUIRED, tool_to_call
 from ..plan import PlanEvent
 from .context_length import OutputRequest, check_context
 from .errors import APIError, ValidationFailure, bad_request, literal_error
+from .fields import Check, as_any, as_bool, as_dict, as_float, as_int, as_list, as_str
 from .profiles import DEFAULT_PROFILE, AnthropicShape, Profile
 from .requests import (
-    FieldCheck,
     GenerationParams,
     ServedModel,
-    _as_any,
-    _as_bool,
-    _as_dict,
-    _as_float,
-    _as_int,
-    _as_list,
-    _as_str,
-    _coerce_fields,
-    _missing,
-    _sampling_params,
+    coerce_fields,
+    missing_field,
     resolve_model,
+    sampling_params,
 )
 from .responses import ResponseMeta, dumps
 from .sse import DONE_EVENT, named_frame
 
-_FIELDS: dict[str, FieldCheck] = {
-    "model": _as_str,
-    "messages": _as_list,
-    "max_tokens": _as_int,
-    "metadata": _as_dict,
-    "stop_sequences": _as_list,
-    "stream": _as_bool,
-    "system": _as_any,
-    "temperature": _as_float,
-    "tool_choice": _as_dict,
-    "tools": _as_list,
-    "top_k": _as_int,
-    "top_p": _as_float,
+_FIELDS: dict[str, Check] = {
+    "model": as_str,
+    "messages": as_list,
+    "max_tokens": as_int,
+    "metadata": as_dict,
+    "stop_sequences": as_list,
+    "stream": as_bool,
+    "system": as_any,
+    "temperature": as_float,
+    "tool_choice": as_dict,
+    "tools": as_list,
+    "top_k": as_int,
+    "top_p": as_float,
 }
 _ROLES = ("user", "assistant")
 _BLOCK_TYPES = ("text", "image", "tool_use", "tool_result")
@@ -226,10 +219,10 @@ def _tool_call(
 
 
 def parse_messages_request(body: Mapping[str, Any], served: ServedModel) -> MessagesRequest:
-    fields = _coerce_fields(body, _FIELDS)
+    fields = coerce_fields(body, _FIELDS)
     for required in ("model", "messages", "max_tokens"):
         if required not in fields:
-            raise _missing(required, body)
+            raise missing_field(required, body)
     if not fields["model"]:
         raise _value_error("model", "Model is required", fields["model"])
     if fields["max_tokens"] <= 0:
@@ -249,7 +242,7 @@ def parse_messages_request(body: Mapping[str, Any], served: ServedModel) -> Mess
         name: fields[name] for name in ("temperature", "top_p", "top_k", "stream") if name in fields
     }
     sampling["stop"] = tuple(str(item) for item in stop)
-    params = _sampling_params(
+    params = sampling_params(
         sampling,
         max_tokens=max_tokens,
         allow_zero_tokens=False,
@@ -263,10 +256,10 @@ def parse_messages_request(body: Mapping[str, Any], served: ServedModel) -> Mess
 
 def count_tokens(body: Mapping[str, Any], served: ServedModel) -> bytes:
     """POST /v1/messages/count_tokens: the templated prompt's length (0.15+)."""
-    fields = _coerce_fields(body, _FIELDS)
+    fields = coerce_fields(body, _FIELDS)
     for required in ("model", "messages"):
         if required not in fields:
-            raise _missing(required, body)
+            raise missing_field(required, body)
     _check_messages(fields["messages"])
     messages, _ = chat_messages(fields)
     tokens = len(served.tokenizer.encode(render_chat_prompt(messages)))

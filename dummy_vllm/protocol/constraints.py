@@ -18,6 +18,7 @@ from typing import Any
 
 from ..engine.regex import RegexError, parse
 from ..settings import AgentSettings
+from .encoding import MAX_ECHO_CHARS, bounded_repr
 from .errors import ValidationFailure, bad_request, value_error
 from .profiles import Profile
 
@@ -86,95 +87,32 @@ class OutputConstraint:
 # --- tools --------------------------------------------------------------------------------------
 
 
-def parse_tools(body: Mapping[str, Any], profile: Profile, server: AgentSettings) -> ToolRequest:
-    """``check_tool_usage`` and the handler's flag checks, in vLLM's order."""
-    tools = body.get("tools")
+def check_tool_usage(body: Mapping[str, Any]) -> None:
+    """vLLM's ``check_tool_usage``: a model validator that runs on the raw body before any
+    field is typed, so its errors come before pydantic's."""
     choice = body.get("tool_choice")
-    if tools is not None:
-        tools = _tool_specs(tools)
-        if not tools and profile.empty_tools_refused:
-            raise value_error(
-                "`tools` must not be an empty array. Either provide at least one tool or omit "
-                "the field entirely.",
-                body,
-                "tools",
-            )
-    if choice is None and tools:
-        choice = "auto"
     if choice is None or choice == "none":
-        return ToolRequest(tools or {}, ToolMode.NONE)
+        return  # tools without a choice are an implicit "auto"
+    tools = body.get("tools")
     if tools is None:
         raise value_error("When using `tool_choice`, `tools` must be set.", body, "tool_choice")
     if choice not in ("auto", "required") and not isinstance(choice, dict):
         raise value_error(
-            f"Invalid value for `tool_choice`: {choice}! Only named tools, "
+            f"Invalid value for `tool_choice`: {_shown(choice)}! Only named tools, "
             '"none", "auto" or "required" are supported.',
             body,
             "tool_choice",
         )
-    if choice == "required" and not tools:
-        # OpenAI's behaviour, which vLLM aligns with: nothing to call, so "none".
-        return ToolRequest({}, ToolMode.NONE)
-    name = _named_choice(choice, tools, body) if isinstance(choice, dict) else None
-    parallel = body.get("parallel_tool_calls")
-    request = ToolRequest(
-        tools,
-        ToolMode.NAMED if name is not None else ToolMode(choice),
-        name,
-        parallel is not False,
-    )
-    _check_server_flags(request, profile, server)
-    return request
+    if isinstance(choice, dict):
+        _check_named_choice(choice, tools, body)
 
 
-def _tool_specs(tools: Any) -> dict[str, Mapping[str, Any] | None]:
-    errors: list[dict[str, Any]] = []
-    specs: dict[str, Mapping[str, Any] | None] = {}
-    for index, tool in enumerate(tools):
-        loc = ("body", "tools", index)
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(tool, dict) or not isinstance(function, dict):
-            errors.append(
-                {
-                    "type": "missing" if isinstance(tool, dict) else "model_type",
-                    "loc": (*loc, "function"),
-                    "msg": "Field required",
-                    "input": tool,
-                }
-            )
-            continue
-        name = function.get("name")
-        parameters = function.get("parameters")
-        if not isinstance(name, str):
-            errors.append(
-                {
-                    "type": "missing" if name is None else "string_type",
-                    "loc": (*loc, "function", "name"),
-                    "msg": "Field required" if name is None else "Input should be a valid string",
-                    "input": function if name is None else name,
-                }
-            )
-        elif parameters is not None and not isinstance(parameters, dict):
-            errors.append(
-                {
-                    "type": "dict_type",
-                    "loc": (*loc, "function", "parameters"),
-                    "msg": "Input should be a valid dictionary",
-                    "input": parameters,
-                }
-            )
-        else:
-            specs[name] = parameters
-    if errors:
-        raise ValidationFailure(errors)
-    return specs
-
-
-def _named_choice(choice: dict[str, Any], tools: Mapping[str, Any], body: Any) -> str:
+def _check_named_choice(choice: dict[str, Any], tools: Any, body: Any) -> None:
     function = choice.get("function")
     if not isinstance(function, dict):
         raise value_error(
-            f"Invalid value for `function`: `{function}` in `tool_choice`! {_CORRECT_USAGE}",
+            f"Invalid value for `function`: `{_shown(function)}` in `tool_choice`! "
+            f"{_CORRECT_USAGE}",
             body,
             "tool_choice.function",
         )
@@ -187,17 +125,66 @@ def _named_choice(choice: dict[str, Any], tools: Mapping[str, Any], body: Any) -
     name = function["name"]
     if not isinstance(name, str) or not name:
         raise value_error(
-            f"Invalid `name` in `function`: `{name}` in `tool_choice`! {_CORRECT_USAGE}",
+            f"Invalid `name` in `function`: `{_shown(name)}` in `tool_choice`! {_CORRECT_USAGE}",
             body,
             "tool_choice.function.name",
         )
-    if name not in tools:
+    names = _raw_tool_names(tools)
+    # Malformed tools (where vLLM's own loop would fail) are left to the field checks.
+    if names is not None and name not in names:
         raise value_error(
             "The tool specified in `tool_choice` does not match any of the specified `tools`",
             body,
             "tool_choice",
         )
-    return name
+
+
+def _shown(value: Any) -> str:
+    """``str(value)`` as vLLM's f-strings print it, bounded."""
+    return value[:MAX_ECHO_CHARS] if isinstance(value, str) else bounded_repr(value)
+
+
+def _raw_tool_names(tools: Any) -> set[Any] | None:
+    if not isinstance(tools, list):
+        return None
+    names = set()
+    for tool in tools:
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            return None
+        names.add(function["name"])
+    return names
+
+
+def parse_tools(fields: Mapping[str, Any], profile: Profile, server: AgentSettings) -> ToolRequest:
+    """The tools of a body whose fields are checked (``check_tool_usage`` first), and the
+    handler's flag checks, in vLLM's order."""
+    tools = fields.get("tools")
+    choice = fields.get("tool_choice")
+    if tools is not None:
+        tools = {tool["function"]["name"]: tool["function"].get("parameters") for tool in tools}
+        if not tools and profile.empty_tools_refused:
+            raise value_error(
+                "`tools` must not be an empty array. Either provide at least one tool or omit "
+                "the field entirely.",
+                fields,
+                "tools",
+            )
+    if choice is None and tools:
+        choice = "auto"
+    if choice is None or choice == "none" or not tools:
+        # A "required" choice of no tools is "none", as OpenAI (and vLLM) treat it.
+        return ToolRequest(tools or {}, ToolMode.NONE)
+    name = choice["function"]["name"] if isinstance(choice, dict) else None
+    parallel = fields.get("parallel_tool_calls")
+    request = ToolRequest(
+        tools,
+        ToolMode.NAMED if name is not None else ToolMode(choice),
+        name,
+        parallel is not False,
+    )
+    _check_server_flags(request, profile, server)
+    return request
 
 
 def _check_server_flags(request: ToolRequest, profile: Profile, server: AgentSettings) -> None:

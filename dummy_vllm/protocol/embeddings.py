@@ -24,36 +24,26 @@ from ..engine import render_chat_prompt
 from ..engine.embedding import SCALE
 from .context_length import OutputRequest, check_context
 from .errors import ValidationFailure, bad_request, literal_error
-from .requests import (
-    FieldCheck,
-    ServedModel,
-    _as_any,
-    _as_bool,
-    _as_int,
-    _as_list,
-    _as_str,
-    _coerce_fields,
-    _missing,
-    resolve_model,
-)
+from .fields import Check, as_any, as_bool, as_int, as_list, as_str
+from .requests import ServedModel, coerce_fields, missing_field, resolve_model
 from .responses import ResponseMeta, Wire, dumps
 
 FLOAT = "float"
 BASE64 = "base64"
 _FORMATS = (FLOAT, BASE64)
 
-_FIELDS: dict[str, FieldCheck] = {
-    "model": _as_str,
-    "input": _as_any,
-    "messages": _as_list,
-    "encoding_format": _as_str,
-    "dimensions": _as_int,
-    "user": _as_str,
-    "truncate_prompt_tokens": _as_int,
-    "add_special_tokens": _as_bool,
-    "add_generation_prompt": _as_bool,
-    "priority": _as_int,
-    "request_id": _as_str,
+_FIELDS: dict[str, Check] = {
+    "model": as_str,
+    "input": as_any,
+    "messages": as_list,
+    "encoding_format": as_str,
+    "dimensions": as_int,
+    "user": as_str,
+    "truncate_prompt_tokens": as_int,
+    "add_special_tokens": as_bool,
+    "add_generation_prompt": as_bool,
+    "priority": as_int,
+    "request_id": as_str,
 }
 
 
@@ -73,9 +63,9 @@ def parse_embedding_request(
 ) -> EmbeddingRequest:
     """Validate as vLLM does: field types, the model, truncation, dimensions, then the prompts
     against the context."""
-    fields = _coerce_fields(body, _FIELDS)
+    fields = coerce_fields(body, _FIELDS)
     if "input" not in fields and "messages" not in fields:
-        raise _missing("input", body)
+        raise missing_field("input", body)
     encoding = fields.get("encoding_format", FLOAT)
     if encoding not in _FORMATS:
         raise ValidationFailure([literal_error(("body", "encoding_format"), encoding, _FORMATS)])

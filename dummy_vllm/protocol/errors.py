@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
-import ujson
-
+from .encoding import bounded_repr, dumps
 from .profiles import DEFAULT_PROFILE, Profile
 from .sse import frame
 
@@ -24,10 +23,8 @@ from .sse import frame
 NOT_FOUND_BODY = b'{"detail":"Not Found"}'
 METHOD_NOT_ALLOWED_BODY = b'{"detail":"Method Not Allowed"}'
 UNAUTHORIZED_BODY = b'{"error":"Unauthorized"}'
-
-
-def _dumps(value: Any) -> bytes:
-    return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False).encode()
+# A message lists this many errors at most (pydantic lists them all: a body can hold millions).
+MAX_LISTED_ERRORS = 32
 
 
 class APIError(Exception):
@@ -80,7 +77,7 @@ class APIError(Exception):
         }
 
     def body(self, profile: Profile = DEFAULT_PROFILE) -> bytes:
-        return _dumps(self.envelope(profile))
+        return dumps(self.envelope(profile))
 
     def stream_event(self, profile: Profile = DEFAULT_PROFILE, chat: bool = False) -> bytes:
         """The event a stream ends with (before ``[DONE]``) when generation fails."""
@@ -89,7 +86,7 @@ class APIError(Exception):
             # <= 0.10.0 wraps its flat error in an "error" key inside streams.
             envelope = {"error": envelope}
         if chat and profile.compact_chat_stream_errors:
-            return frame(_dumps(envelope))
+            return frame(dumps(envelope))
         # vLLM builds in-stream errors with json.dumps defaults: spaces and ASCII escapes.
         return frame(json.dumps(envelope).encode())
 
@@ -170,8 +167,14 @@ def _validation_message(errors: list[Any], dotted_loc: bool) -> str:
             {**error, "loc": _dotted(error["loc"])} if isinstance(error, dict) else error
             for error in errors
         ]
-    # str() of a dict is its repr; a plain string error prints bare, as FastAPI does.
-    lines = "".join(f"\n  {error}" for error in errors)
+    # str() of a dict is its repr (bounded here: errors echo client input); a plain string error
+    # prints bare, as FastAPI does.
+    lines = "".join(
+        f"\n  {bounded_repr(error) if isinstance(error, dict) else error}"
+        for error in errors[:MAX_LISTED_ERRORS]
+    )
+    if count > MAX_LISTED_ERRORS:
+        lines += f"\n  ... and {count - MAX_LISTED_ERRORS} more"
     return f"{count} validation error{'s' if count != 1 else ''}:{lines}"
 
 

@@ -11,8 +11,9 @@ from http import HTTPStatus
 from typing import Any
 
 from .errors import APIError, ValidationFailure, literal_error
+from .fields import as_bool, as_str
 from .profiles import Profile
-from .requests import ServedModel, _as_bool, _as_str, _coerce_fields, _missing
+from .requests import ServedModel, coerce_fields, missing_field
 from .responses import dumps
 
 SLEEP_MODES = ("abort", "wait", "keep")
@@ -116,12 +117,12 @@ def lora_to_load(
     body: Mapping[str, Any], adapters: Mapping[str, str], profile: Profile
 ) -> tuple[str, str]:
     """(name, path) of an adapter to load; the path is taken as given, never read."""
-    fields = _coerce_fields(
-        body, {"lora_name": _as_str, "lora_path": _as_str, "load_inplace": _as_bool}
+    fields = coerce_fields(
+        body, {"lora_name": as_str, "lora_path": as_str, "load_inplace": as_bool}
     )
     for name in ("lora_name", "lora_path"):
         if name not in fields:
-            raise _missing(name, body)
+            raise missing_field(name, body)
     name, path = fields["lora_name"], fields["lora_path"]
     if not name or not path:
         raise _lora_error(
@@ -137,9 +138,9 @@ def lora_to_load(
 
 
 def lora_to_unload(body: Mapping[str, Any], adapters: Mapping[str, str]) -> str:
-    fields = _coerce_fields(body, {"lora_name": _as_str})
+    fields = coerce_fields(body, {"lora_name": as_str})
     if "lora_name" not in fields:
-        raise _missing("lora_name", body)
+        raise missing_field("lora_name", body)
     name = fields["lora_name"]
     if not name:
         raise _lora_error(

@@ -153,6 +153,9 @@ class Profile:
     max_temperature: float | None
     # ``best_of`` is a known field (values > 1 refused); later releases ignore it as unknown.
     best_of_field: bool
+    # Longest ``stop`` list the request model accepts (0.33's VLLM_MAX_STOP_STRINGS, default 4;
+    # a pydantic too_long error beyond); None: the model sets no bound.
+    max_stop_strings: int | None
 
     # --- errors ----------------------------------------------------------------------------
     # ``{"error": {...}}`` (0.10.1+) or the flat ``{"object": "error", ...}``.
@@ -563,6 +566,7 @@ V0_8 = Profile(
     completion_context_rule=ContextRule.REQUESTED_TOTAL,
     max_temperature=None,
     best_of_field=True,
+    max_stop_strings=None,
     nested_errors=False,
     validation_error_type="BadRequestError",
     error_params=False,
@@ -757,6 +761,7 @@ V0_33 = replace(
     chat_context_rule=ContextRule.CLAMP,
     completion_context_rule=ContextRule.CLAMP,
     max_temperature=2.0,
+    max_stop_strings=4,
     model_not_found_lists_aliases=True,
     validation_loc_in_param=True,
     compact_chat_stream_errors=True,

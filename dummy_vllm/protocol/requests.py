@@ -9,18 +9,51 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
+from http import HTTPStatus
 from typing import Any
 
 import ujson
 
 from ..engine import Tokenizer, render_chat_prompt
+from ..engine.chat_template import TEXT_PARTS
 from ..settings import AgentSettings, Limits
-from .constraints import NO_TOOLS, OutputConstraint, ToolRequest, parse_constraint, parse_tools
+from .constraints import (
+    NO_TOOLS,
+    OutputConstraint,
+    ToolRequest,
+    check_tool_usage,
+    parse_constraint,
+    parse_tools,
+)
 from .context_length import OutputRequest, check_context
-from .errors import ValidationFailure, bad_request, model_not_found, value_error
+from .encoding import bounded_repr
+from .errors import APIError, ValidationFailure, bad_request, model_not_found, value_error
+from .fields import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_ERRORS,
+    FieldError,
+    as_bool,
+    as_dict,
+    as_float,
+    as_int,
+    as_list,
+    as_str,
+    between,
+    dict_of,
+    list_of,
+    literal,
+    model,
+    nullable,
+    union,
+)
+from .fields import (
+    Check as FieldCheck,
+)
 from .profiles import DEFAULT_PROFILE, Profile
 
 # The routes of vLLM's API that this server answers (or, recording, forwards).
@@ -117,6 +150,15 @@ class ChatRequest:
 
 # --- body decoding -----------------------------------------------------------------------------
 
+# Deeper bodies are refused: nothing vLLM accepts needs it, and every later walk (error messages,
+# match keys) stays far from the interpreter's recursion limit.
+MAX_JSON_DEPTH = 128
+# What the stdlib refuses and ujson lets through: control characters outside \t \n \r.
+_CONTROL_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# FastAPI's answer when decoding fails other than by a JSONDecodeError (nesting past the
+# recursion limit, integers of more than 4300 digits, bytes that are not UTF-8).
+BODY_PARSE_ERROR = "There was an error parsing the body"
+
 
 def decode_body(raw: bytes, content_type: str | None) -> dict[str, Any]:
     """Decode a JSON object body, failing the way FastAPI does inside vLLM."""
@@ -128,9 +170,14 @@ def decode_body(raw: bytes, content_type: str | None) -> dict[str, Any]:
     if media_type != JSON_MEDIA_TYPE:
         raise ValidationFailure(["Unsupported Media Type: Only 'application/json' is allowed"])
     try:
+        if _CONTROL_BYTES.search(raw):
+            raise ValueError("control character")
         body = ujson.loads(raw)
     except (ValueError, OverflowError):
         body = _stdlib_json_or_failure(raw)
+    # Nesting is at most the number of brackets: only bodies with many are walked.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _deeper_than(body, MAX_JSON_DEPTH):
+        raise _parse_error()
     if not isinstance(body, dict):
         raise ValidationFailure(
             [
@@ -146,8 +193,9 @@ def decode_body(raw: bytes, content_type: str | None) -> dict[str, Any]:
 
 
 def _stdlib_json_or_failure(raw: bytes) -> Any:
-    # ujson is strict where the stdlib is lenient (huge ints, NaN); the stdlib decides, and its
-    # error carries the position and message that FastAPI reports.
+    # ujson is strict where the stdlib is lenient (huge ints, a BOM) and the other way round
+    # (control characters); the stdlib decides, and its error carries the position and message
+    # that FastAPI reports.
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
@@ -162,163 +210,174 @@ def _stdlib_json_or_failure(raw: bytes) -> Any:
                 }
             ]
         ) from None
-    except (UnicodeDecodeError, RecursionError):
-        raise ValidationFailure(
-            [
-                {
-                    "type": "json_invalid",
-                    "loc": ("body", 0),
-                    "msg": "JSON decode error",
-                    "input": {},
-                    "ctx": {"error": "Invalid body encoding or nesting"},
-                }
-            ]
-        ) from None
+    except (ValueError, RecursionError):
+        raise _parse_error() from None
 
 
-# --- field types (pydantic's lax mode, its error types and messages) ---------------------------
-
-FieldCheck = Callable[[Any], Any]
-
-
-class _FieldError(Exception):
-    def __init__(self, error_type: str, msg: str) -> None:
-        self.error_type = error_type
-        self.msg = msg
+def _parse_error() -> APIError:
+    # FastAPI's HTTPException, rendered by vLLM's handler with the status phrase as its type.
+    return APIError(HTTPStatus.BAD_REQUEST, BODY_PARSE_ERROR, HTTPStatus.BAD_REQUEST.phrase)
 
 
-def _as_int(value: Any) -> int:
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        if math.isfinite(value) and value.is_integer():
-            return int(value)
-        raise _FieldError(
-            "int_from_float", "Input should be a valid integer, got a number with a fractional part"
-        )
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            raise _FieldError(
-                "int_parsing",
-                "Input should be a valid integer, unable to parse string as an integer",
-            ) from None
-    raise _FieldError("int_type", "Input should be a valid integer")
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((child, depth + 1) for child in node.values())
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+    return False
 
 
-def _as_float(value: Any) -> float:
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            raise _FieldError(
-                "float_parsing",
-                "Input should be a valid number, unable to parse string as a number",
-            ) from None
-    raise _FieldError("float_type", "Input should be a valid number")
+# --- field types (pydantic's lax mode: fields.py), per route and release -----------------------
 
-
-_TRUE = {"true", "1", "yes", "on", "t", "y"}
-_FALSE = {"false", "0", "no", "off", "f", "n"}
-
-
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int) and value in (0, 1):
-        return bool(value)
-    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
-        return value.lower() in _TRUE
-    raise _FieldError("bool_parsing", "Input should be a valid boolean, unable to interpret input")
-
-
-def _as_str(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    raise _FieldError("string_type", "Input should be a valid string")
-
-
-def _as_dict(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    raise _FieldError("dict_type", "Input should be a valid dictionary")
-
-
-def _as_list(value: Any) -> list[Any]:
-    if isinstance(value, list):
-        return value
-    raise _FieldError("list_type", "Input should be a valid list")
-
-
-def _as_stop(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list) and all(isinstance(item, str) for item in value):
-        return tuple(value)
-    raise _FieldError("string_type", "Input should be a valid string")
-
-
-def _as_any(value: Any) -> Any:
-    return value
-
-
+# The sampling and output fields both routes declare (vLLM 0.11's protocol.py; 0.33 keeps the
+# types), then each route's own. Fields typed without Optional refuse an explicit null.
 _COMMON_FIELDS: dict[str, FieldCheck] = {
-    "model": _as_str,
-    "n": _as_int,
-    "seed": _as_int,
-    "stop": _as_stop,
-    "stream": _as_bool,
-    "stream_options": _as_dict,
-    "temperature": _as_float,
-    "top_p": _as_float,
-    "top_k": _as_int,
-    "min_p": _as_float,
-    "presence_penalty": _as_float,
-    "frequency_penalty": _as_float,
-    "repetition_penalty": _as_float,
-    "ignore_eos": _as_bool,
-    "min_tokens": _as_int,
-    "max_tokens": _as_int,
-    "include_stop_str_in_output": _as_bool,
-    "best_of": _as_int,
-    "user": _as_str,
-    "logit_bias": _as_dict,
-    "stop_token_ids": _as_list,
-    "return_token_ids": _as_bool,
-    "response_format": _as_dict,
-    "structured_outputs": _as_any,
-    "guided_json": _as_any,
-    "guided_regex": _as_str,
-    "guided_choice": _as_list,
-    "guided_grammar": _as_str,
+    "model": as_str,
+    "frequency_penalty": as_float,
+    "logit_bias": dict_of(as_float),
+    "max_tokens": as_int,
+    "n": as_int,
+    "presence_penalty": as_float,
+    "seed": between(as_int, INT64_MIN, INT64_MAX),
+    "stop": union(("str", as_str), ("list[str]", list_of(as_str))),
+    "stream": as_bool,
+    "stream_options": model(
+        {"include_usage": nullable(as_bool), "continuous_usage_stats": nullable(as_bool)},
+        "StreamOptions",
+    ),
+    "temperature": as_float,
+    "top_p": as_float,
+    "user": as_str,
+    "best_of": as_int,
+    "use_beam_search": as_bool,
+    "top_k": as_int,
+    "min_p": as_float,
+    "repetition_penalty": as_float,
+    "length_penalty": as_float,
+    "stop_token_ids": list_of(as_int),
+    "include_stop_str_in_output": as_bool,
+    "ignore_eos": as_bool,
+    "min_tokens": as_int,
+    "skip_special_tokens": as_bool,
+    "spaces_between_special_tokens": as_bool,
+    "truncate_prompt_tokens": between(as_int, -1),
+    "prompt_logprobs": as_int,
+    "allowed_token_ids": list_of(as_int),
+    "bad_words": list_of(as_str),
+    "add_special_tokens": as_bool,
+    "priority": as_int,
+    "request_id": as_str,
+    "return_tokens_as_token_ids": as_bool,
+    "return_token_ids": as_bool,
+    "cache_salt": as_str,
+    "kv_transfer_params": as_dict,
+    "vllm_xargs": dict_of(union(("str", as_str), ("int", as_int), ("float", as_float))),
+    # Structured outputs; the members' own rules are checked by constraints.py.
+    "response_format": as_dict,
+    "structured_outputs": as_dict,
+    "guided_json": union(("str", as_str), ("dict[any,any]", as_dict)),
+    "guided_regex": as_str,
+    "guided_choice": list_of(as_str),
+    "guided_grammar": as_str,
 }
+_COMMON_NOT_NULL = frozenset(
+    {
+        "use_beam_search",
+        "length_penalty",
+        "include_stop_str_in_output",
+        "ignore_eos",
+        "min_tokens",
+        "spaces_between_special_tokens",
+        "bad_words",
+        "add_special_tokens",
+        "priority",
+        "request_id",
+    }
+)
+
+# A prompt is a string, a list of strings, a list of token ids or a list of such lists.
+_PROMPT = union(
+    ("list[int]", list_of(as_int)),
+    ("list[list[int]]", list_of(list_of(as_int))),
+    ("str", as_str),
+    ("list[str]", list_of(as_str)),
+)
+
+
+def _as_prompt(value: Any) -> Any:
+    # pydantic's smart union takes an exact match first: a list of strings stays strings
+    # (lax mode would read ["1", "2"] as token ids).
+    if isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+        return value
+    return _PROMPT(value)
+
 
 _COMPLETION_FIELDS: dict[str, FieldCheck] = {
     **_COMMON_FIELDS,
-    "prompt": _as_any,
-    "echo": _as_bool,
-    "logprobs": _as_int,
-    "prompt_logprobs": _as_int,
+    "prompt": _as_prompt,
+    "echo": as_bool,
+    "logprobs": as_int,
+    "suffix": as_str,
 }
+_COMPLETION_NOT_NULL = _COMMON_NOT_NULL | {"n"}
 
+_FUNCTION = model(
+    {"name": as_str, "description": nullable(as_str), "parameters": nullable(as_dict)},
+    "FunctionDefinition",
+    required=("name",),
+)
 _CHAT_FIELDS: dict[str, FieldCheck] = {
     **_COMMON_FIELDS,
-    "messages": _as_list,
-    "max_completion_tokens": _as_int,
-    "logprobs": _as_bool,
-    "top_logprobs": _as_int,
-    "tools": _as_list,
-    "tool_choice": _as_any,
-    "parallel_tool_calls": _as_bool,
-    "chat_template_kwargs": _as_dict,
-    "include_reasoning": _as_bool,
-    "echo": _as_bool,
-    "prompt_logprobs": _as_int,
+    "messages": as_list,  # each message is checked by _check_messages
+    "max_completion_tokens": as_int,
+    "logprobs": as_bool,
+    "top_logprobs": as_int,
+    "tools": list_of(
+        model(
+            {"type": literal("function"), "function": _FUNCTION},
+            "ChatCompletionToolsParam",
+            required=("function",),
+        )
+    ),
+    "tool_choice": union(
+        ("literal['none']", literal("none")),
+        ("literal['auto']", literal("auto")),
+        ("literal['required']", literal("required")),
+        (
+            "ChatCompletionNamedToolChoiceParam",
+            model(
+                {
+                    "function": model(
+                        {"name": as_str}, "ChatCompletionNamedFunction", required=("name",)
+                    ),
+                    "type": literal("function"),
+                },
+                "ChatCompletionNamedToolChoiceParam",
+                required=("function",),
+            ),
+        ),
+    ),
+    "reasoning_effort": literal("low", "medium", "high"),
+    "include_reasoning": as_bool,
+    "parallel_tool_calls": as_bool,
+    "echo": as_bool,
+    "add_generation_prompt": as_bool,
+    "continue_final_message": as_bool,
+    "documents": list_of(dict_of(as_str)),
+    "chat_template": as_str,
+    "chat_template_kwargs": as_dict,
+    "mm_processor_kwargs": as_dict,
+}
+_CHAT_NOT_NULL = _COMMON_NOT_NULL | {
+    "include_reasoning",
+    "echo",
+    "add_generation_prompt",
+    "continue_final_message",
 }
 
 
@@ -331,35 +390,42 @@ def _without_best_of(fields: dict[str, FieldCheck]) -> dict[str, FieldCheck]:
 _COMPLETION_FIELDS_BY_ERA = {True: _COMPLETION_FIELDS, False: _without_best_of(_COMPLETION_FIELDS)}
 _CHAT_FIELDS_BY_ERA = {True: _CHAT_FIELDS, False: _without_best_of(_CHAT_FIELDS)}
 
-_STREAM_OPTION_FIELDS: dict[str, FieldCheck] = {
-    "include_usage": _as_bool,
-    "continuous_usage_stats": _as_bool,
-}
 
-
-def _coerce_fields(
-    body: Mapping[str, Any], fields: Mapping[str, FieldCheck], loc: tuple[str, ...] = ("body",)
+def coerce_fields(
+    body: Mapping[str, Any],
+    fields: Mapping[str, FieldCheck],
+    not_null: frozenset[str] = frozenset(),
+    profile: Profile = DEFAULT_PROFILE,
 ) -> dict[str, Any]:
-    """Coerce the known, non-null fields; collect every error before failing, as pydantic does."""
+    """Coerce the known fields; collect every error before failing, as pydantic does. A null
+    is the default, except in the fields typed without Optional."""
     values: dict[str, Any] = {}
     errors: list[dict[str, Any]] = []
     # Bodies carry few fields: walk the body, not the schema.
     for name, raw in body.items():
         check = fields.get(name)
-        if check is None or raw is None:
+        if check is None:
             continue
+        if raw is None and name not in not_null:
+            continue
+        if name == "stop" and profile.max_stop_strings is not None:
+            check = _stop_check(profile.max_stop_strings)
         try:
             values[name] = check(raw)
-        except _FieldError as exc:
-            errors.append(
-                {"type": exc.error_type, "loc": (*loc, name), "msg": exc.msg, "input": raw}
-            )
+        except FieldError as exc:
+            errors.extend(error.render(("body", name), raw) for error in exc.errors)
     if errors:
         raise ValidationFailure(errors)
     return values
 
 
-def _missing(field: str, body: Mapping[str, Any]) -> ValidationFailure:
+@cache
+def _stop_check(max_length: int) -> FieldCheck:
+    # 0.33's StopParam: Annotated[list[str], Field(max_length=VLLM_MAX_STOP_STRINGS)].
+    return union(("str", as_str), ("list[str]", list_of(as_str, max_length)))
+
+
+def missing_field(field: str, body: Mapping[str, Any]) -> ValidationFailure:
     return ValidationFailure(
         [{"type": "missing", "loc": ("body", field), "msg": "Field required", "input": body}]
     )
@@ -375,7 +441,10 @@ def requested_max_tokens(route: str, body: Mapping[str, Any]) -> int | None:
         value = body.get("max_completion_tokens", body.get("max_tokens"))
     else:
         value = body.get("max_tokens", COMPLETIONS_DEFAULT_MAX_TOKENS)
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    # Beyond 64 bits a count means nothing, and sums of such values could not even be printed.
+    return min(max(value, INT64_MIN), INT64_MAX)
 
 
 def usage_requested(stream_options: Any, profile: Profile) -> bool:
@@ -400,9 +469,8 @@ def _check_stream_options(
         )
     if options is None:
         return False, False
-    parsed = _coerce_fields(options, _STREAM_OPTION_FIELDS, ("body", "stream_options"))
-    include_usage = usage_requested(parsed, profile)
-    return include_usage, include_usage and parsed.get("continuous_usage_stats", False)
+    include_usage = usage_requested(options, profile)
+    return include_usage, include_usage and bool(options.get("continuous_usage_stats"))
 
 
 def resolve_model(fields: Mapping[str, Any], served: ServedModel) -> str:
@@ -416,7 +484,7 @@ def resolve_model(fields: Mapping[str, Any], served: ServedModel) -> str:
     raise model_not_found(name, (served.name,), served.profile)
 
 
-def _sampling_params(
+def sampling_params(
     fields: Mapping[str, Any],
     *,
     max_tokens: int,
@@ -425,10 +493,12 @@ def _sampling_params(
     include_usage: bool,
     continuous_usage_stats: bool,
     served: ServedModel,
+    prompts: int = 1,
     natural_length: bool = False,
     prompt_logprobs: int | None = None,
 ) -> GenerationParams:
-    """SamplingParams' own checks, verbatim messages (and the parameter 0.14+ names)."""
+    """SamplingParams' own checks, verbatim messages (and the parameter 0.14+ names), then this
+    server's limits on the work one request may ask for."""
     limits, profile = served.limits, served.profile
     n = fields.get("n", 1)
     if n < 1:
@@ -482,9 +552,16 @@ def _sampling_params(
         raise bad_request(
             f"min_tokens must be less than or equal to max_tokens={max_tokens}, got {min_tokens}."
         )
-    stop = fields.get("stop", ())
+    stop = _stop_strings(fields.get("stop"))
     if any(not item for item in stop):
         raise bad_request("stop cannot contain an empty string.")
+    if len(stop) > limits.max_stop_strings:
+        raise bad_request(
+            f"stop must contain at most {limits.max_stop_strings} strings, got {len(stop)}.",
+            parameter="stop",
+            value=len(stop),
+        )
+    _check_logit_bias(fields.get("logit_bias"), served.tokenizer)
     if temperature < GREEDY_EPSILON and n > 1:
         raise bad_request(f"n must be 1 when using greedy sampling, got {n}.")
     if logprobs is not None and logprobs > limits.max_logprobs:
@@ -497,6 +574,7 @@ def _sampling_params(
             f"Requested prompt logprobs of {prompt_logprobs}, which is greater than max "
             f"allowed: {limits.max_logprobs}"
         )
+    _check_output_volume(n * prompts, max_tokens, logprobs, limits)
     return GenerationParams(
         n=n,
         max_tokens=max_tokens,
@@ -529,36 +607,68 @@ def _prompt_logprobs(
     return echoed if fields.get("echo") else None
 
 
+def _stop_strings(stop: str | list[str] | None) -> tuple[str, ...]:
+    if stop is None:
+        return ()
+    return (stop,) if isinstance(stop, str) else tuple(stop)
+
+
+def _check_logit_bias(logit_bias: dict[str, float] | None, tokenizer: Tokenizer) -> None:
+    """SamplingParams turns the keys into token ids with int(); the engine checks their range."""
+    if not logit_bias:
+        return
+    invalid = []
+    for key in logit_bias:
+        try:
+            token = int(key)
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
+        if not 0 <= token < tokenizer.vocab_size:
+            invalid.append(token)
+    if invalid:
+        raise bad_request(
+            f"token_id(s) {bounded_repr(invalid)} in logit_bias contain out-of-vocab token ids. "
+            f"Vocabulary size: {tokenizer.vocab_size}"
+        )
+
+
+def _check_output_volume(
+    choices: int, max_tokens: int, logprobs: int | None, limits: Limits
+) -> None:
+    """This server's bounds on one request's output (vLLM has none: a GPU bounds it)."""
+    tokens = choices * max_tokens
+    if tokens > limits.max_request_tokens:
+        raise bad_request(
+            f"Requested {tokens} output tokens ({choices} choices of up to {max_tokens}), which "
+            f"is greater than max allowed: {limits.max_request_tokens}",
+            parameter="max_tokens",
+            value=max_tokens,
+        )
+    if logprobs is not None and tokens * (logprobs + 1) > limits.max_logprob_entries:
+        raise bad_request(
+            f"Requested {tokens * (logprobs + 1)} log-probabilities ({tokens} tokens with "
+            f"{logprobs} alternatives each), which is greater than max allowed: "
+            f"{limits.max_logprob_entries}",
+            parameter="logprobs",
+            value=logprobs,
+        )
+
+
 # --- /v1/completions ----------------------------------------------------------------------------
 
 
-def _prompt_token_lists(
-    prompt: Any, body: Mapping[str, Any], served: ServedModel
-) -> list[list[int]]:
+def _prompt_token_lists(prompt: str | list[Any], served: ServedModel) -> list[list[int]]:
+    """Token ids of each prompt of a checked ``prompt`` field."""
     tokenizer = served.tokenizer
     if isinstance(prompt, str):
         return [tokenizer.encode(prompt)]
-    if isinstance(prompt, list) and prompt:
-        if all(isinstance(item, str) for item in prompt):
-            return [tokenizer.encode(item) for item in prompt]
-        if all(isinstance(item, int) and not isinstance(item, bool) for item in prompt):
-            return [_checked_ids(prompt, tokenizer)]
-        if all(isinstance(item, list) for item in prompt):
-            lists = [item for item in prompt if all(isinstance(t, int) for t in item)]
-            if len(lists) == len(prompt):
-                return [_checked_ids(item, tokenizer) for item in lists]
-    if isinstance(prompt, list) and not prompt:
+    if not prompt:
         raise bad_request("Prompt cannot be empty.")
-    raise ValidationFailure(
-        [
-            {
-                "type": "string_type",
-                "loc": ("body", "prompt", "str"),
-                "msg": "Input should be a valid string",
-                "input": prompt,
-            }
-        ]
-    )
+    if isinstance(prompt[0], str):
+        return [tokenizer.encode(item) for item in prompt]
+    if isinstance(prompt[0], int):
+        return [_checked_ids(prompt, tokenizer)]
+    return [_checked_ids(item, tokenizer) for item in prompt]
 
 
 def _checked_ids(ids: list[int], tokenizer: Tokenizer) -> list[int]:
@@ -569,9 +679,14 @@ def _checked_ids(ids: list[int], tokenizer: Tokenizer) -> list[int]:
 
 
 def parse_completion_request(body: Mapping[str, Any], served: ServedModel) -> CompletionRequest:
-    fields = _coerce_fields(body, _COMPLETION_FIELDS_BY_ERA[served.profile.best_of_field])
+    fields = coerce_fields(
+        body,
+        _COMPLETION_FIELDS_BY_ERA[served.profile.best_of_field],
+        _COMPLETION_NOT_NULL,
+        served.profile,
+    )
     if "prompt" not in fields:
-        raise _missing("prompt", body)
+        raise missing_field("prompt", body)
     logprobs = fields.get("logprobs")
     prompt_logprobs = _prompt_logprobs(fields, body, logprobs)
     if logprobs is not None and logprobs < 0:
@@ -580,7 +695,7 @@ def parse_completion_request(body: Mapping[str, Any], served: ServedModel) -> Co
     constraint = parse_constraint(fields, served.profile, chat=False)
     model = resolve_model(fields, served)
     prompt = fields["prompt"]
-    prompts = _prompt_token_lists(prompt, body, served)
+    prompts = _prompt_token_lists(prompt, served)
     if any(not prompt for prompt in prompts):
         raise bad_request("The decoder prompt cannot be empty")
     requested = requested_max_tokens(COMPLETIONS_ROUTE, fields)
@@ -593,7 +708,7 @@ def parse_completion_request(body: Mapping[str, Any], served: ServedModel) -> Co
         )
         for ids in prompts
     )
-    params = _sampling_params(
+    params = sampling_params(
         fields,
         max_tokens=max_tokens,
         allow_zero_tokens=fields.get("echo", False),
@@ -601,6 +716,7 @@ def parse_completion_request(body: Mapping[str, Any], served: ServedModel) -> Co
         include_usage=include_usage,
         continuous_usage_stats=continuous,
         served=served,
+        prompts=len(prompts),
         prompt_logprobs=prompt_logprobs,
     )
     return CompletionRequest(
@@ -614,61 +730,105 @@ def parse_completion_request(body: Mapping[str, Any], served: ServedModel) -> Co
 
 # --- /v1/chat/completions -----------------------------------------------------------------------
 
-_ROLES = frozenset({"system", "user", "assistant", "tool", "developer", "function"})
+# Roles whose message may carry a null content (OpenAI's assistant and function messages);
+# every other role's content is required to be a string or a list of parts when present.
+_NULL_CONTENT_ROLES = frozenset({"assistant", "function"})
 
 
 def _check_messages(messages: Sequence[Any], body: Mapping[str, Any]) -> None:
+    """The message types vLLM's union of message TypedDicts refuses (any string role is allowed:
+    its CustomChatCompletionMessageParam), then the content parts its parser refuses."""
     errors: list[dict[str, Any]] = []
     for index, message in enumerate(messages):
-        loc = ("body", "messages", index)
-        if not isinstance(message, dict):
-            errors.append(
-                {
-                    "type": "dict_type",
-                    "loc": loc,
-                    "msg": "Input should be a valid dictionary",
-                    "input": message,
-                }
-            )
-            continue
-        role = message.get("role")
-        if role is None:
-            errors.append(
-                {
-                    "type": "missing",
-                    "loc": (*loc, "role"),
-                    "msg": "Field required",
-                    "input": message,
-                }
-            )
-        elif role not in _ROLES:
-            errors.append(
-                {
-                    "type": "literal_error",
-                    "loc": (*loc, "role"),
-                    "msg": "Input should be 'system', 'user', 'assistant', 'tool', 'developer' "
-                    "or 'function'",
-                    "input": role,
-                }
-            )
-        content = message.get("content")
-        if content is not None and not isinstance(content, str | list):
-            errors.append(
-                {
-                    "type": "string_type",
-                    "loc": (*loc, "content", "str"),
-                    "msg": "Input should be a valid string",
-                    "input": content,
-                }
-            )
+        errors.extend(_message_errors(message, ("body", "messages", index)))
+        if len(errors) >= MAX_ERRORS:
+            break
     if errors:
         raise ValidationFailure(errors)
+    for index, message in enumerate(messages):
+        content = message.get("content")
+        if isinstance(content, list):
+            for position, part in enumerate(content):
+                _check_part(part, index, position)
+        elif isinstance(content, dict):
+            # An iterable passes pydantic; vLLM then reads its keys as parts. Refused here.
+            raise bad_request(f"messages[{index}].content must be a string or a list of parts")
+
+
+def _message_errors(message: Any, loc: tuple[str | int, ...]) -> list[dict[str, Any]]:
+    if not isinstance(message, dict):
+        return [
+            {
+                "type": "dict_type",
+                "loc": loc,
+                "msg": "Input should be a valid dictionary",
+                "input": message,
+            }
+        ]
+    errors: list[dict[str, Any]] = []
+    role = message.get("role")
+    if "role" not in message:
+        errors.append(
+            {"type": "missing", "loc": (*loc, "role"), "msg": "Field required", "input": message}
+        )
+    elif not isinstance(role, str):
+        errors.append(_string_type((*loc, "role"), role))
+    if "name" in message and not isinstance(message["name"], str):
+        errors.append(_string_type((*loc, "name"), message["name"]))
+    if "content" in message:
+        content = message["content"]
+        if content is None:
+            if not (isinstance(role, str) and role in _NULL_CONTENT_ROLES):
+                errors.append(_string_type((*loc, "content", "str"), content))
+        elif not isinstance(content, str | list | dict):
+            errors.append(_string_type((*loc, "content", "str"), content))
+    return errors
+
+
+def _string_type(loc: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    return {
+        "type": "string_type",
+        "loc": loc,
+        "msg": "Input should be a valid string",
+        "input": value,
+    }
+
+
+def _check_part(part: Any, index: int, position: int) -> None:
+    """What vLLM's content-part parser refuses (a 400 from its handler, not from pydantic)."""
+    if isinstance(part, str):
+        return
+    if not isinstance(part, dict):
+        raise bad_request(
+            f"messages[{index}].content[{position}]: a content part must be a string or an "
+            f"object, got {_json_type(part)}"
+        )
+    kind = part.get("type")
+    if kind is None:
+        if not any(key in part for key in ("image_url", "audio_url", "video_url", "input_audio")):
+            raise bad_request("Missing 'type' field in multimodal part.")
+    elif not isinstance(kind, str):
+        raise bad_request("Invalid 'type' field in multimodal part.")
+    elif kind in TEXT_PARTS:
+        text = part.get(TEXT_PARTS[kind])
+        if text is not None and not isinstance(text, str):
+            # vLLM joins the texts of a message: str.join's TypeError, as its handler words it.
+            raise bad_request(
+                f"sequence item {position}: expected str instance, {_json_type(text)} found None"
+            )
+
+
+def _json_type(value: Any) -> str:
+    return type(value).__name__
 
 
 def parse_chat_request(body: Mapping[str, Any], served: ServedModel) -> ChatRequest:
-    fields = _coerce_fields(body, _CHAT_FIELDS_BY_ERA[served.profile.best_of_field])
+    check_tool_usage(body)
+    fields = coerce_fields(
+        body, _CHAT_FIELDS_BY_ERA[served.profile.best_of_field], _CHAT_NOT_NULL, served.profile
+    )
     if "messages" not in fields:
-        raise _missing("messages", body)
+        raise missing_field("messages", body)
     messages = fields["messages"]
     _check_messages(messages, body)
     top_logprobs = fields.get("top_logprobs")
@@ -690,7 +850,7 @@ def parse_chat_request(body: Mapping[str, Any], served: ServedModel) -> ChatRequ
         served.max_model_len,
         OutputRequest(len(prompt), requested, field, chat=True, text_prompt=True),
     )
-    params = _sampling_params(
+    params = sampling_params(
         fields,
         max_tokens=max_tokens,
         allow_zero_tokens=False,
@@ -711,3 +871,81 @@ def parse_chat_request(body: Mapping[str, Any], served: ServedModel) -> ChatRequ
         thinking=template_kwargs.get("enable_thinking") is not False,
         include_reasoning=fields.get("include_reasoning", True),
     )
+
+
+# --- /tokenize and /detokenize ------------------------------------------------------------------
+
+_TOKENIZE_REQUEST = union(
+    (
+        "TokenizeCompletionRequest",
+        model(
+            {
+                "model": nullable(as_str),
+                "prompt": as_str,
+                "add_special_tokens": as_bool,
+                "return_token_strs": nullable(as_bool),
+            },
+            "TokenizeCompletionRequest",
+            required=("prompt",),
+        ),
+    ),
+    (
+        "TokenizeChatRequest",
+        model(
+            {
+                "model": nullable(as_str),
+                "messages": as_list,
+                "add_generation_prompt": as_bool,
+                "return_token_strs": nullable(as_bool),
+                "continue_final_message": as_bool,
+                "add_special_tokens": as_bool,
+                "chat_template": nullable(as_str),
+                "chat_template_kwargs": nullable(as_dict),
+                "mm_processor_kwargs": nullable(as_dict),
+                "tools": nullable(_CHAT_FIELDS["tools"]),
+            },
+            "TokenizeChatRequest",
+            required=("messages",),
+        ),
+    ),
+)
+_DETOKENIZE_REQUEST = model(
+    {"model": nullable(as_str), "tokens": list_of(as_int)}, "DetokenizeRequest", ("tokens",)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TokenizeRequest:
+    text: str
+    with_strings: bool
+
+
+def parse_tokenize_request(body: Mapping[str, Any], served: ServedModel) -> TokenizeRequest:
+    """vLLM's ``TokenizeCompletionRequest | TokenizeChatRequest``: a prompt or messages."""
+    fields = _check_body(_TOKENIZE_REQUEST, body)
+    resolve_model(fields, served)
+    with_strings = bool(fields.get("return_token_strs"))
+    # The member that matched: a string prompt is TokenizeCompletionRequest's (the chat member
+    # keeps whatever else the body holds, a null prompt included).
+    if isinstance(fields.get("prompt"), str):
+        return TokenizeRequest(fields["prompt"], with_strings)
+    _check_messages(fields["messages"], body)
+    text = render_chat_prompt(
+        fields["messages"], add_generation_prompt=fields.get("add_generation_prompt", True)
+    )
+    return TokenizeRequest(text, with_strings)
+
+
+def parse_detokenize_request(body: Mapping[str, Any], served: ServedModel) -> list[int]:
+    fields = _check_body(_DETOKENIZE_REQUEST, body)
+    resolve_model(fields, served)
+    tokens: list[int] = fields["tokens"]
+    return tokens
+
+
+def _check_body(check: FieldCheck, body: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        fields: dict[str, Any] = check(body)
+    except FieldError as exc:
+        raise ValidationFailure([error.render(("body",), body) for error in exc.errors]) from None
+    return fields

@@ -16,21 +16,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import ujson
-
 from ..engine import Tokenizer
 from ..plan import PlanEvent
 from .deltas import AgentMessage, Delta, ToolDelta
+from .encoding import dumps as dumps  # re-exported: the JSON writer of every response
 from .profiles import Profile
 from .sse import DATA_PREFIX, DONE_EVENT, EVENT_SEPARATOR
 
 _ids = random.Random(os.urandom(32))
 JSON_CONTENT_TYPE = "application/json"
-
-
-def dumps(value: Any) -> bytes:
-    """Compact JSON with raw UTF-8, as vLLM's pydantic serialisation produces."""
-    return ujson.dumps(value, ensure_ascii=False, escape_forward_slashes=False).encode()
 
 
 @dataclass(frozen=True, slots=True)

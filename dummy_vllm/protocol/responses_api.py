@@ -31,60 +31,53 @@ from ..engine import render_chat_prompt
 from ..engine.function_calls import AUTO, NONE, REQUIRED, tool_to_call
 from ..plan import PlanEvent
 from .errors import APIError, ValidationFailure, bad_request, literal_error, value_error
+from .fields import Check, as_any, as_bool, as_dict, as_float, as_int, as_list, as_str
 from .profiles import Profile, ResponsesShape, StreamItemId
 from .requests import (
-    FieldCheck,
     GenerationParams,
     ServedModel,
-    _as_any,
-    _as_bool,
-    _as_dict,
-    _as_float,
-    _as_int,
-    _as_list,
-    _as_str,
-    _coerce_fields,
-    _missing,
-    _sampling_params,
+    coerce_fields,
+    missing_field,
     resolve_model,
+    sampling_params,
 )
 from .responses import _ordered, dumps, random_id
 from .sse import named_frame
 
 INVALID_REQUEST = "invalid_request_error"
 
-_FIELDS: dict[str, FieldCheck] = {
-    "background": _as_bool,
-    "include": _as_list,
-    "input": _as_any,
-    "instructions": _as_str,
-    "max_output_tokens": _as_int,
-    "max_tool_calls": _as_int,
-    "metadata": _as_dict,
-    "model": _as_str,
-    "parallel_tool_calls": _as_bool,
-    "previous_response_id": _as_str,
-    "prompt": _as_any,
-    "reasoning": _as_dict,
-    "service_tier": _as_str,
-    "store": _as_bool,
-    "stream": _as_bool,
-    "temperature": _as_float,
-    "text": _as_dict,
-    "tool_choice": _as_any,
-    "tools": _as_list,
-    "top_logprobs": _as_int,
-    "top_p": _as_float,
-    "truncation": _as_str,
-    "user": _as_str,
-    "request_id": _as_str,
-    "priority": _as_int,
-    "cache_salt": _as_str,
+_FIELDS: dict[str, Check] = {
+    "background": as_bool,
+    "include": as_list,
+    "input": as_any,
+    "instructions": as_str,
+    "max_output_tokens": as_int,
+    "max_tool_calls": as_int,
+    "metadata": as_dict,
+    "model": as_str,
+    "parallel_tool_calls": as_bool,
+    "previous_response_id": as_str,
+    "prompt": as_any,
+    "reasoning": as_dict,
+    "service_tier": as_str,
+    "store": as_bool,
+    "stream": as_bool,
+    "temperature": as_float,
+    "text": as_dict,
+    "tool_choice": as_any,
+    "tools": as_list,
+    "top_logprobs": as_int,
+    "top_p": as_float,
+    "truncation": as_str,
+    "user": as_str,
+    "request_id": as_str,
+    "priority": as_int,
+    "cache_salt": as_str,
     # 0.33's sampling extras (vllm bench sends ignore_eos), honoured in every era.
-    "seed": _as_int,
-    "ignore_eos": _as_bool,
-    "safety_identifier": _as_str,
-    "prompt_cache_key": _as_str,
+    "seed": as_int,
+    "ignore_eos": as_bool,
+    "safety_identifier": as_str,
+    "prompt_cache_key": as_str,
 }
 _LITERALS = {
     "service_tier": ("auto", "default", "flex", "scale", "priority"),
@@ -158,9 +151,9 @@ def parse_responses_request(
     profile = served.profile
     shape = profile.responses
     assert shape is not None, "the route is only served by eras that have it"
-    fields = _coerce_fields(body, _FIELDS)
+    fields = coerce_fields(body, _FIELDS)
     if "input" not in fields:
-        raise _missing("input", body)
+        raise missing_field("input", body)
     _check_literals(fields)
     if fields.get("background") and not fields.get("store", True):
         raise value_error("background can only be used when `store` is true", body)
@@ -217,7 +210,7 @@ def parse_responses_request(
         for name in ("temperature", "top_p", "seed", "ignore_eos", "stream")
         if name in fields
     }
-    params = _sampling_params(
+    params = sampling_params(
         sampling,
         max_tokens=room if requested is None else min(requested, room),
         allow_zero_tokens=False,

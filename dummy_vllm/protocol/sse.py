@@ -46,19 +46,31 @@ def is_done(event: bytes) -> bool:
     return event_data(event).strip() == DONE_PAYLOAD
 
 
+class EventTooLarge(Exception):
+    """An event longer than allowed; ``events`` are the whole ones that came before it."""
+
+    def __init__(self, limit: int, events: list[bytes]) -> None:
+        super().__init__(f"an SSE event exceeds {limit} bytes")
+        self.limit = limit
+        self.events = events
+
+
 class EventSplitter:
     """Splits a byte stream into whole events (separator included) as chunks arrive.
 
     Each byte is searched once: a chunk is scanned from where the previous search stopped, so
-    an event arriving in many small pieces costs linear, not quadratic, time.
+    an event arriving in many small pieces costs linear, not quadratic, time. An event may hold
+    at most ``max_event_bytes``: beyond, ``feed`` raises ``EventTooLarge`` instead of buffering
+    (a body that is no SSE at all would otherwise be kept whole).
     """
 
-    __slots__ = ("_parts", "_scanned")
+    __slots__ = ("_max", "_parts", "_scanned")
 
-    def __init__(self) -> None:
+    def __init__(self, max_event_bytes: int | None = None) -> None:
         self._parts = bytearray()
         # Where the next separator search starts (a separator may straddle two chunks).
         self._scanned = 0
+        self._max = max_event_bytes
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """The events completed by ``chunk``."""
@@ -67,13 +79,18 @@ class EventSplitter:
         events: list[bytes] = []
         start = 0
         search = max(self._scanned - len(EVENT_SEPARATOR) + 1, 0)
+        limit = self._max
         while (end := buffer.find(EVENT_SEPARATOR, search)) >= 0:
             stop = end + len(EVENT_SEPARATOR)
+            if limit is not None and stop - start > limit:
+                raise EventTooLarge(limit, events)
             events.append(bytes(buffer[start:stop]))
             start = search = stop
         if start:
             del buffer[:start]
         self._scanned = len(buffer)
+        if limit is not None and len(buffer) > limit:
+            raise EventTooLarge(limit, events)
         return events
 
     @property

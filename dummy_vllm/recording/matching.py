@@ -150,7 +150,8 @@ def _normalise(value: Any) -> Any:
 def _key(route: str, fields: Mapping[str, Any]) -> str:
     # Hashed because the body may hold secrets that redaction removes only from the stored copy.
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return f"{route} {hashlib.sha256(canonical.encode()).hexdigest()}"
+    # surrogatepass: a lone surrogate (a JSON "\ud800") hashes too; other text as plain UTF-8.
+    return f"{route} {hashlib.sha256(canonical.encode('utf-8', 'surrogatepass')).hexdigest()}"
 
 
 def _diff(a: Any, b: Any, path: str, out: list[str]) -> None:

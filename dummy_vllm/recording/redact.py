@@ -4,8 +4,9 @@ Request headers go through an allow-list: a client may send any credential under
 only headers known to be harmless are kept. Response headers go through a deny-list instead,
 because replay serves them back and unknown upstream headers are part of what it reproduces.
 
-``scrub_secrets`` is for request bodies, where a client's credentials can appear. It is not
-meant for response events: vLLM's logprobs carry a ``"token"`` field that it would blank.
+``scrub_secrets`` is for request bodies, where a client's credentials can appear. Responses
+get ``scrub_keys``, key-shaped strings only (a prompt echoed back holds what the client sent;
+vLLM's logprobs carry a ``"token"`` field that member scrubbing would blank).
 """
 
 from __future__ import annotations
@@ -41,17 +42,19 @@ _DROPPED_RESPONSE_HEADERS = frozenset(
     }
 )
 
-_SECRET_FIELDS = frozenset(
-    {
-        "apikey",
-        "token",
-        "accesstoken",
-        "refreshtoken",
-        "password",
-        "secret",
-        "clientsecret",
-        "authorization",
-    }
+# JSON member names (lower-cased, without "_" and "-") whose string value is a secret: these,
+# and any name ending like them ("x_api_key", "client_secret", "db_password").
+_SECRET_FIELDS = frozenset({"token", "authorization"})
+_SECRET_SUFFIXES = (
+    "apikey",
+    "accesstoken",
+    "refreshtoken",
+    "authtoken",
+    "sessiontoken",
+    "password",
+    "passwd",
+    "secret",
+    "authorization",
 )
 
 # A JSON member with a string value. Raw quotes only delimit strings in JSON, so matching from a
@@ -59,7 +62,8 @@ _SECRET_FIELDS = frozenset(
 _JSON_STRING_MEMBER = re.compile(rb'"([A-Za-z0-9_.-]+)"(\s*:\s*)"(?:[^"\\]|\\.)*"', re.DOTALL)
 # Token alphabets exclude quotes and backslashes, so replacing them keeps a JSON string valid.
 _KEY_PATTERNS = (
-    (re.compile(rb"\bsk-[A-Za-z0-9_-]{20,}"), REDACTED.encode()),
+    # OpenAI keys, and the short ones test setups use ("sk-1234").
+    (re.compile(rb"\bsk-[A-Za-z0-9_-]{4,}"), REDACTED.encode()),
     (re.compile(rb"\bhf_[A-Za-z0-9]{20,}"), REDACTED.encode()),
     (re.compile(rb"\b[Bb]earer\s+[A-Za-z0-9._~+/-]{16,}=*"), b"Bearer " + REDACTED.encode()),
 )
@@ -98,7 +102,11 @@ def scrub_secrets(data: bytes) -> bytes:
     JSON nested inside a JSON string (tool-call arguments) is escaped and not parsed; key-shaped
     values in it are still caught by their shape.
     """
-    data = _JSON_STRING_MEMBER.sub(_redact_member, data)
+    return scrub_keys(_JSON_STRING_MEMBER.sub(_redact_member, data))
+
+
+def scrub_keys(data: bytes) -> bytes:
+    """``data`` with key-shaped strings (``sk-...``, bearer tokens, ``hf_...``) redacted."""
     for pattern, replacement in _KEY_PATTERNS:
         data = pattern.sub(replacement, data)
     return data
@@ -119,6 +127,6 @@ def _is_sensitive(name: str) -> bool:
 
 def _redact_member(match: re.Match[bytes]) -> bytes:
     name = match.group(1).decode().replace("_", "").replace("-", "").lower()
-    if name not in _SECRET_FIELDS:
+    if name not in _SECRET_FIELDS and not name.endswith(_SECRET_SUFFIXES):
         return match.group(0)
     return b'"' + match.group(1) + b'"' + match.group(2) + b'"' + REDACTED.encode() + b'"'

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import math
 import random
+import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -50,9 +52,10 @@ from ..protocol.sse import DONE_PAYLOAD, event_data, event_name, frame
 from ..settings import MissPolicy, ReplaySettings
 from ..synthetic import SyntheticModel, incremental_texts
 from .matching import DEFAULT_IGNORED, canonical_key, diff_fields, relaxed_key
-from .store import Outcome, SessionSummary, Store, StoredExchange
+from .store import Outcome, SessionSummary, Store, StoredExchange, StoreError
 from .transfer import load_export
 
+logger = logging.getLogger("dummy_vllm.replay")
 # Response header that says how an answer was served.
 SERVED_BY_HEADER = "x-dummy-vllm-replay"
 _REPLAYABLE = frozenset({Outcome.COMPLETE, Outcome.UPSTREAM_ERROR})
@@ -112,6 +115,9 @@ class Recording:
     completion_tokens: int
     # Per choice, in index order (for metrics).
     finish_reasons: tuple[str, ...]
+    # A stream's id, created, model and object, from its first role or token event (None when
+    # it has none): what rebuilt events and bodies carry, even when a cut keeps no token.
+    stream_meta: tuple[ResponseMeta, str] | None = None
 
     # Derived from ``events`` once, at load: the miss-profile and cut paths read it per request.
     token_events: list[RecordedEvent] = field(init=False)
@@ -121,7 +127,8 @@ class Recording:
 
 
 def classify(raw: bytes) -> tuple[EventKind, int]:
-    """What a recorded SSE event is, read once at load time."""
+    """What a recorded SSE event is, read once at load time. An event in no shape vLLM sends
+    (an error, or anything else) is replayed as it is and carries no token."""
     name = event_name(raw)
     if name is not None:
         if name == "error":
@@ -139,6 +146,8 @@ def classify(raw: bytes) -> tuple[EventKind, int]:
     choices = event.get("choices")
     if not choices:
         return EventKind.USAGE, -1
+    if not isinstance(choices, list) or not _is_choice(choices[0]):
+        return EventKind.ERROR, -1
     choice = choices[0]
     delta = choice.get("delta")
     is_role_only = (
@@ -153,17 +162,88 @@ def classify(raw: bytes) -> tuple[EventKind, int]:
     return EventKind.TOKEN, int(choice.get("index", 0))
 
 
+def _is_choice(choice: Any) -> bool:
+    """A choice replay can rebuild from: its index, and its text where vLLM puts it."""
+    if not isinstance(choice, dict):
+        return False
+    index = choice.get("index", 0)
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        return False
+    if "delta" in choice:
+        delta = choice["delta"]
+        return isinstance(delta, dict) and isinstance(delta.get("content") or "", str)
+    if "message" in choice:
+        message = choice["message"]
+        return isinstance(message, dict) and isinstance(message.get("content") or "", str)
+    return isinstance(choice.get("text") or "", str)
+
+
+class MalformedRecording(Exception):
+    """A recording replay cannot rebuild answers from (stored as complete by a faulty upstream)."""
+
+
+def _check_answer_shape(record: Any, events: Sequence[RecordedEvent]) -> None:
+    """What the answers built from a recording read: the meta of its first token event, or its
+    body's meta and choices."""
+    if record.status is not None and record.status >= 400:
+        return
+    if record.streamed:
+        first = next((e for e in events if e.kind in (EventKind.ROLE, EventKind.TOKEN)), None)
+        if first is None:
+            if not any(map(_error_of, events)):
+                raise MalformedRecording("its stream has no token, role or error event")
+            return
+        meta: Any = _event_json(first.raw)
+    else:
+        try:
+            meta = json.loads(record.response_body or b"{}")
+        except ValueError:
+            meta = None
+        choices = meta.get("choices") if isinstance(meta, dict) else None
+        if not isinstance(choices, list) or not all(map(_is_choice, choices)):
+            raise MalformedRecording("its body has no choices replay can read")
+    if not (
+        isinstance(meta, dict)
+        and isinstance(meta.get("id"), str)
+        and isinstance(meta.get("created"), int)
+        and isinstance(meta.get("model"), str)
+    ):
+        raise MalformedRecording("its answer has no id, created and model replay can read")
+
+
+def _error_of(event: RecordedEvent) -> APIError | None:
+    """The error an in-stream error event reports, as vLLM would answer it without a stream."""
+    if event.kind is not EventKind.ERROR:
+        return None
+    try:
+        error = json.loads(event_data(event.raw)).get("error")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(error, dict) and isinstance(error.get("error"), dict):
+        error = error["error"]  # <= 0.10.0 wraps its flat envelope
+    if not isinstance(error, dict) or not isinstance(error.get("message"), str):
+        return None
+    code = error.get("code")
+    status = code if isinstance(code, int) and 400 <= code < 600 else 500
+    return APIError(status, error["message"], str(error.get("type") or "InternalServerError"))
+
+
 def prepare(exchange: StoredExchange) -> Recording:
+    """A stored exchange ready for serving; MalformedRecording if it cannot be."""
     record = exchange.record
     events = [
         RecordedEvent(offset_ns * _NS, raw, *classify(raw)) for offset_ns, raw in record.events
     ]
+    convertible = record.path in _CONVERTIBLE
+    if convertible:
+        _check_answer_shape(record, events)
     tokens = sum(event.kind is EventKind.TOKEN for event in events)
     try:
         body = decode_body(record.request_body, "application/json") if record.request_body else {}
     except APIError:
         body = {}
     return Recording(
+        stream_meta=_meta_of(record.path, events) if record.streamed and convertible else None,
         label=f"{exchange.session}#{exchange.seq}",
         route=record.path,
         body=body,
@@ -245,7 +325,11 @@ class ReplayIndex:
         for exchange in exchanges:
             if exchange.record.outcome not in _REPLAYABLE:
                 continue
-            recording = prepare(exchange)
+            try:
+                recording = prepare(exchange)
+            except MalformedRecording as exc:
+                logger.warning("not replaying %s#%d: %s", exchange.session, exchange.seq, exc)
+                continue
             self.recordings.append(recording)
             key = (
                 self._exact_key(recording.route, recording.body)
@@ -340,23 +424,27 @@ def _cut_events(events: list[RecordedEvent], limit: int) -> list[RecordedEvent]:
     return kept
 
 
-def _meta_of(events: Sequence[RecordedEvent]) -> tuple[ResponseMeta, str]:
-    first = next(e for e in events if e.kind in (EventKind.ROLE, EventKind.TOKEN))
+def _meta_of(route: str, events: Sequence[RecordedEvent]) -> tuple[ResponseMeta, str] | None:
+    """Read once, at load time (the fields were checked by ``_check_answer_shape``)."""
+    first = next((e for e in events if e.kind in (EventKind.ROLE, EventKind.TOKEN)), None)
+    if first is None:
+        return None
     payload = _event_json(first.raw)
     meta = ResponseMeta(id=payload["id"], created=payload["created"], model=payload["model"])
-    return meta, str(payload["object"])
+    default = "chat.completion.chunk" if route == CHAT_ROUTE else "text_completion"
+    return meta, str(payload.get("object", default))
 
 
 def _assemble(
     wire: Wire,
     route: str,
     events: Sequence[RecordedEvent],
+    meta: ResponseMeta,
     prompt_tokens: int,
     completion_tokens: int,
 ) -> bytes:
     """A streamed recording as the non-streamed body vLLM would have sent: the text, and for
     chat the tool calls and reasoning its deltas carried."""
-    meta, _ = _meta_of(events)
     texts: dict[int, list[str]] = {}
     finish: dict[int, tuple[str | None, Any]] = {}
     agents: dict[int, _AgentParts] = {}
@@ -530,6 +618,10 @@ class ReplayResponder:
             return self._verbatim(recording)
         if not recording.streamed:
             return self._stream_from_body(recording, route, body, limit)
+        if not stream and recording.stream_meta is None:
+            # A stream that failed before its first token: as a body, its error (load-time
+            # checks guarantee one).
+            raise next(filter(None, map(_error_of, recording.events)))
         events = recording.events
         if limit is not None and limit < len(recording.token_events):
             events = _cut_events(events, limit)
@@ -542,10 +634,12 @@ class ReplayResponder:
             else recording.finish_reasons
         )
         if not stream:
+            assert recording.stream_meta is not None  # refused above otherwise
+            meta, _ = recording.stream_meta
             return ResponsePlan(
                 stream=False,
                 body=_assemble(
-                    self.wire, route, events, recording.prompt_tokens, completion_tokens
+                    self.wire, route, events, meta, recording.prompt_tokens, completion_tokens
                 ),
                 body_offset=max(e.offset for e in events) * self.scale,
                 prompt_tokens=recording.prompt_tokens,
@@ -556,7 +650,12 @@ class ReplayResponder:
             stream=True,
             events=list(
                 self._stream_events(
-                    events, body, recording.prompt_tokens, completion_tokens, rebuild_usage
+                    events,
+                    body,
+                    recording.stream_meta,
+                    recording.prompt_tokens,
+                    completion_tokens,
+                    rebuild_usage,
                 )
             ),
             prompt_tokens=recording.prompt_tokens,
@@ -568,6 +667,7 @@ class ReplayResponder:
         self,
         events: Sequence[RecordedEvent],
         body: Mapping[str, Any],
+        stream_meta: tuple[ResponseMeta, str] | None,
         prompt_tokens: int,
         completion_tokens: int,
         rebuild_usage: bool,
@@ -586,9 +686,9 @@ class ReplayResponder:
                 event.kind is EventKind.DONE
                 and wants_usage
                 and (rebuild_usage or not recorded_usage)
+                and stream_meta is not None
             ):
-                meta, object_name = _meta_of(events)
-                head = stream_head(meta, object_name)
+                head = stream_head(*stream_meta)
                 usage = usage_event(self.wire, head, prompt_tokens, completion_tokens)
                 yield PlanEvent(last, usage, 0)
             yield PlanEvent(last, event.raw, int(event.kind is EventKind.TOKEN))
@@ -602,16 +702,18 @@ class ReplayResponder:
         recorded = json.loads(recording.response_body)
         meta = ResponseMeta(recorded["id"], recorded["created"], recorded["model"])
         choices = []
+        # The shape was checked at load (_is_choice): present fields have their types.
         for choice in recorded["choices"]:
-            text = choice["message"]["content"] if "message" in choice else choice["text"]
-            ids = tokenizer.encode(text or "")[:limit] if limit else tokenizer.encode(text or "")
+            message = choice.get("message")
+            text = (message.get("content") if message is not None else choice.get("text")) or ""
+            ids = tokenizer.encode(text)[:limit] if limit else tokenizer.encode(text)
             cut = limit is not None and len(ids) == limit and len(tokenizer.encode(text)) > limit
             choices.append(
                 ChoiceOutput(
-                    index=choice["index"],
+                    index=choice.get("index", 0),
                     token_ids=ids,
                     text_overrides=incremental_texts(ids, tokenizer),
-                    finish_reason="length" if cut else choice["finish_reason"] or "stop",
+                    finish_reason="length" if cut else str(choice.get("finish_reason") or "stop"),
                     stop_reason=None if cut else choice.get("stop_reason"),
                 )
             )
@@ -656,9 +758,15 @@ async def check_sessions(store: Store, names: Sequence[str]) -> SessionSummary:
 async def load_sessions(
     names: Sequence[str], db_path: Path, *, immutable: bool = False
 ) -> list[StoredExchange]:
-    """The named sessions' exchanges, read from a database opened read-only."""
+    """The named sessions' exchanges, read from a database opened read-only; a database that
+    cannot be read is one ReplayError line."""
     if not names:
         return []
-    async with await Store.open_read_only(db_path, immutable=immutable) as store:
-        await check_sessions(store, names)
-        return await store.load_exchanges(names)
+    try:
+        async with await Store.open_read_only(db_path, immutable=immutable) as store:
+            await check_sessions(store, names)
+            return await store.load_exchanges(names)
+    except sqlite3.Error as exc:
+        raise ReplayError(f"{db_path}: {exc}") from None
+    except StoreError as exc:
+        raise ReplayError(str(exc)) from None

@@ -94,8 +94,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID
         """,
     ),
+    # Exchanges that were answered but could not be stored (disk full, database errors),
+    # counted once the database takes writes again.
+    ("ALTER TABLE sessions ADD COLUMN lost INTEGER NOT NULL DEFAULT 0",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# What a migrated database holds; a file missing one is refused (damaged, or not ours).
+TABLES = frozenset({"sessions", "exchanges", "events"})
 
 _CONNECTION_PRAGMAS = (
     f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
@@ -127,7 +132,7 @@ _INSERT_EXCHANGE = """
 _SESSION_TOTALS = """
     SELECT s.id, s.name, s.created, s.upstream, s.upstream_models, s.upstream_version,
            COUNT(x.id), COALESCE(SUM(x.outcome = 'complete'), 0),
-           COALESCE(SUM(x.prompt_tokens), 0), COALESCE(SUM(x.completion_tokens), 0)
+           COALESCE(SUM(x.prompt_tokens), 0), COALESCE(SUM(x.completion_tokens), 0), s.lost
     FROM sessions s LEFT JOIN exchanges x ON x.session_id = s.id
 """
 
@@ -233,6 +238,8 @@ class SessionSummary:
     # In milliseconds; None when the session has no streamed events.
     ttft: Percentiles | None
     itl: Percentiles | None
+    # Exchanges answered while recording but not stored (the database refused the write).
+    lost: int = 0
 
     @property
     def failed(self) -> int:
@@ -298,9 +305,13 @@ def migrate(path: Path) -> int:
     except (OSError, sqlite3.Error) as exc:
         raise StoreError(f"{path}: cannot open database: {exc}") from exc
     try:
-        conn.execute("PRAGMA journal_mode = WAL")
+        # Refused before anything is written: a foreign file is left exactly as it was (setting
+        # WAL mode would already change its header).
         if _schema_version(conn, path) == SCHEMA_VERSION:
+            _check_tables(conn, path)
+            conn.execute("PRAGMA journal_mode = WAL")
             return SCHEMA_VERSION
+        conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Read again under the write lock: another process may have migrated meanwhile.
@@ -318,6 +329,13 @@ def migrate(path: Path) -> int:
     finally:
         conn.close()
     return SCHEMA_VERSION
+
+
+def _check_tables(conn: Any, path: Path) -> None:
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    missing = TABLES - names
+    if missing:
+        raise StoreError(f"{path}: damaged database: no table {', '.join(sorted(missing))}")
 
 
 def _schema_version(conn: sqlite3.Connection, path: Path) -> int:
@@ -345,7 +363,11 @@ class Store:
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._conn = conn
         self._lock = asyncio.Lock()
-        self._pending: set[asyncio.Task[int]] = set()
+        # Exchanges waiting for the next group commit, and the task writing them.
+        self._queue: list[tuple[str, ExchangeRecord, asyncio.Future[int]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        # Exchanges answered but not stored, by session, not yet counted in the database.
+        self._lost: dict[str, int] = {}
         self.path = path
 
     @classmethod
@@ -364,6 +386,15 @@ class Store:
                     f"{path}: database schema version {version}, this dummy-vllm needs "
                     f"{SCHEMA_VERSION}: migrate() it first"
                 )
+            rows = list(await conn.execute_fetchall("PRAGMA application_id"))
+            if rows[0][0] != APPLICATION_ID:
+                raise StoreError(f"{path}: an SQLite database, but not one of dummy-vllm's")
+            tables = await conn.execute_fetchall(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )
+            missing = TABLES - {row[0] for row in tables}
+            if missing:
+                raise StoreError(f"{path}: damaged database: no table {', '.join(sorted(missing))}")
         except sqlite3.Error as exc:
             await conn.close()
             raise StoreError(f"{path}: {exc}") from exc
@@ -394,8 +425,15 @@ class Store:
         return cls(conn, path)
 
     async def close(self) -> None:
-        """Finish the exchanges still being written, then close the connection."""
-        await asyncio.gather(*self._pending, return_exceptions=True)
+        """Finish the exchanges still being written, count the lost ones if the database
+        takes it now, then close the connection."""
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        if self._lost:
+            with suppress(sqlite3.Error):
+                async with self._transaction() as conn:
+                    counted = await self._count_lost(conn)
+                self._forget_lost(counted)
         await self._conn.close()
 
     async def __aenter__(self) -> Store:
@@ -456,16 +494,38 @@ class Store:
                 raise SessionNotFound(name)
 
     async def add_exchange(self, session: str, record: ExchangeRecord) -> int:
-        """Append ``record`` to ``session`` in one transaction; return the exchange id.
+        """Append ``record`` to ``session``; return the exchange id once it is committed.
 
-        The write is shielded from cancellation: when a client disconnects, Sanic cancels the
-        handler, but the exchange it was recording (``client_aborted``) must still be stored.
-        ``close()`` waits for such writes.
+        Exchanges that arrive while a commit is under way are written together in the next
+        transaction (group commit): streams that end together wait for one commit each, not for
+        one another's. The write is shielded from cancellation: when a client disconnects, Sanic
+        cancels the handler, but the exchange it was recording (``client_aborted``) must still be
+        stored; ``close()`` waits for it. A failed commit raises in every exchange it held.
         """
-        task = asyncio.ensure_future(self._insert_exchange(session, record))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-        return await asyncio.shield(task)
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._queue.append((session, record, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+        return await asyncio.shield(future)
+
+    def count_lost(self, session: str) -> None:
+        """An exchange of ``session`` was answered but could not be stored: counted in the
+        session's ``lost`` with the next commit that succeeds."""
+        self._lost[session] = self._lost.get(session, 0) + 1
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue, []
+            try:
+                ids = await self._insert_batch(batch)
+            except Exception as exc:
+                for _, _, future in batch:
+                    future.set_exception(exc)
+                    # Seen by whoever awaits it; not reported again if the waiter left.
+                    future.exception()
+                continue
+            for (_, _, future), exchange_id in zip(batch, ids, strict=True):
+                future.set_result(exchange_id)
 
     async def list_sessions(self) -> list[SessionSummary]:
         """Every session, oldest first."""
@@ -719,9 +779,35 @@ class Store:
                 route_samples.itl_ms.append(gap_ns / 1e6)
         return samples
 
-    async def _insert_exchange(self, session: str, record: ExchangeRecord) -> int:
+    async def _insert_batch(
+        self, batch: Sequence[tuple[str, ExchangeRecord, asyncio.Future[int]]]
+    ) -> list[int]:
+        ids = []
         async with self._transaction() as conn:
-            return await _write_exchange(conn, await self._session_id(conn, session), record)
+            sessions: dict[str, int] = {}
+            for session, record, _ in batch:
+                if session not in sessions:
+                    sessions[session] = await self._session_id(conn, session)
+                ids.append(await _write_exchange(conn, sessions[session], record))
+            counted = await self._count_lost(conn)
+        self._forget_lost(counted)
+        return ids
+
+    async def _count_lost(self, conn: aiosqlite.Connection) -> dict[str, int]:
+        """Add the lost exchanges counted so far to their sessions, in the caller's
+        transaction; return them, for ``_forget_lost`` once it committed."""
+        counted = dict(self._lost)
+        for session, count in counted.items():
+            await conn.execute(
+                "UPDATE sessions SET lost = lost + ? WHERE name = ?", (count, session)
+            )
+        return counted
+
+    def _forget_lost(self, counted: Mapping[str, int]) -> None:
+        for session, count in counted.items():
+            left = self._lost.pop(session, 0) - count
+            if left:
+                self._lost[session] = left
 
     @staticmethod
     async def _session_id(conn: aiosqlite.Connection, name: str) -> int:
@@ -825,7 +911,9 @@ def _json(value: Mapping[str, str]) -> str:
 
 
 def _summary(row: Any, ttft: list[float], itl: list[float]) -> SessionSummary:
-    _, name, created, upstream, models_json, version, count, complete, prompt, completion = row
+    _, name, created, upstream, models_json, version, count, complete, prompt, completion, lost = (
+        row
+    )
     return SessionSummary(
         name=name,
         created=created,
@@ -838,6 +926,7 @@ def _summary(row: Any, ttft: list[float], itl: list[float]) -> SessionSummary:
         completion_tokens=completion,
         ttft=_percentiles(ttft),
         itl=_percentiles(itl),
+        lost=lost,
     )
 
 

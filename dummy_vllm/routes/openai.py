@@ -9,6 +9,8 @@ from sanic import Blueprint, HTTPResponse
 from sanic.response import raw
 
 from ..context import WorkerRequest
+from ..offload import HEAVY_BODY_BYTES, heavy
+from ..plan import Responder, ResponsePlan
 from ..protocol.requests import CHAT_ROUTE, COMPLETIONS_ROUTE, MODELS_ROUTE, decode_body
 from ..protocol.responses import JSON_CONTENT_TYPE, models_body
 
@@ -18,10 +20,26 @@ openai_routes = Blueprint("openai")
 async def generate(request: WorkerRequest, route: str) -> HTTPResponse | None:
     """Any generation route: the responder plans the answer, the pipeline delivers it."""
     arrival = asyncio.get_running_loop().time()
-    body = decode_body(request.body, request.headers.get("content-type"))
     ctx = request.app.ctx
-    plan = ctx.responder.respond(route, body, request.headers.get("x-request-id"))
+    content_type = request.headers.get("content-type")
+    request_id = request.headers.get("x-request-id")
+    if len(request.body) > HEAVY_BODY_BYTES:
+        plan = await ctx.offload.run(
+            _plan, ctx.responder, route, request.body, content_type, request_id
+        )
+    else:
+        body = decode_body(request.body, content_type)
+        if heavy(route, body, ctx.served.max_model_len):
+            plan = await ctx.offload.run(ctx.responder.respond, route, body, request_id)
+        else:
+            plan = ctx.responder.respond(route, body, request_id)
     return await ctx.pipeline.serve(request, plan, arrival)
+
+
+def _plan(
+    responder: Responder, route: str, raw: bytes, content_type: str | None, request_id: str | None
+) -> ResponsePlan:
+    return responder.respond(route, decode_body(raw, content_type), request_id)
 
 
 @openai_routes.post(CHAT_ROUTE)

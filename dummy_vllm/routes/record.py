@@ -12,6 +12,7 @@ from sanic.response import raw
 
 from ..context import App, WorkerRequest
 from ..emit import drop_connection
+from ..protocol.errors import service_unavailable
 from ..recording.recorder import FORWARDED_ROUTES, Recorder, UpstreamCall
 from ..recording.store import Outcome
 from ..settings import RecordSettings
@@ -24,8 +25,11 @@ class _SanicClient:
 
     def __init__(self, request: WorkerRequest) -> None:
         self._request = request
+        # Headers went out: from now on the answer can only be ended or broken off.
+        self.started = False
 
     async def start_stream(self, status: int, headers: Mapping[str, str]) -> None:
+        self.started = True
         self._response = await self._request.respond(status=status, headers=dict(headers))
         # Headers go out now, before the first event, as vLLM sends them.
         await self._response.send(b"")
@@ -39,16 +43,23 @@ async def forward(request: WorkerRequest, **segments: str) -> HTTPResponse | Non
     call = UpstreamCall(
         request.method, request.path, request.body, request.headers, request.query_string
     )
-    forwarded = await request.app.ctx.recorder.forward(call, _SanicClient(request))
+    client = _SanicClient(request)
+    forwarded = await request.app.ctx.recorder.forward(call, client)
     record = forwarded.record
-    if forwarded.error is not None:
-        raise forwarded.error
-    if record.streamed:
-        if record.outcome is Outcome.UPSTREAM_DROPPED:
+    request.app.ctx.metrics.exchange_recorded(forwarded.stored)
+    if client.started:
+        if record.outcome is not Outcome.COMPLETE or not forwarded.stored:
             # Without the chunked terminator: the client sees the stream broken off, as the
-            # upstream left it.
+            # upstream left it, or before [DONE] when it could not be recorded.
             await drop_connection(request)
         return None
+    if forwarded.error is not None:
+        raise forwarded.error
+    if not forwarded.stored:
+        raise service_unavailable(
+            "The exchange could not be recorded (the database refused it; see the recorder's "
+            "log), so its answer is withheld."
+        )
     assert record.status is not None  # a response without an error has a status
     # The upstream's content type is in the headers; raw() only fills it in when missing.
     return raw(record.response_body, status=record.status, headers=dict(record.response_headers))

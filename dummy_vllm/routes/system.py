@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from sanic import Blueprint, HTTPResponse, Request
 from sanic.response import raw
 
 from ..context import WorkerRequest
-from ..engine import render_chat_prompt
-from ..protocol.errors import ValidationFailure, bad_request, model_not_found
+from ..offload import HEAVY_BODY_BYTES
+from ..protocol.errors import bad_request
 from ..protocol.requests import (
     DETOKENIZE_ROUTE,
     TOKENIZE_ROUTE,
     VERSION_ROUTE,
     ServedModel,
     decode_body,
+    parse_detokenize_request,
+    parse_tokenize_request,
 )
 from ..protocol.responses import JSON_CONTENT_TYPE, dumps, tokenize_body
 
@@ -45,12 +46,6 @@ probe_routes = Blueprint("probes")
 system_routes = Blueprint("system")
 
 
-def _check_model(body: dict[str, Any], served: ServedModel) -> None:
-    model = body.get("model")
-    if model and model != served.name:
-        raise model_not_found(str(model), (served.name,), served.profile)
-
-
 @probe_routes.get("/health")
 async def health(request: Request) -> HTTPResponse:
     return bare()
@@ -70,40 +65,26 @@ async def version(request: WorkerRequest) -> HTTPResponse:
 
 @system_routes.post(TOKENIZE_ROUTE)
 async def tokenize(request: WorkerRequest) -> HTTPResponse:
-    served = request.app.ctx.served
-    body = decode_body(request.body, request.headers.get("content-type"))
-    _check_model(body, served)
-    if isinstance(body.get("messages"), list):
-        text = render_chat_prompt(
-            body["messages"], add_generation_prompt=bool(body.get("add_generation_prompt", True))
-        )
-    elif isinstance(body.get("prompt"), str):
-        text = body["prompt"]
+    ctx = request.app.ctx
+    content_type = request.headers.get("content-type")
+    if len(request.body) > HEAVY_BODY_BYTES:
+        answer = await ctx.offload.run(_tokenize, ctx.served, request.body, content_type)
     else:
-        raise ValidationFailure(
-            [{"type": "missing", "loc": ("body", "prompt"), "msg": "Field required", "input": body}]
-        )
-    tokens = served.tokenizer.encode(text)
-    return raw(
-        tokenize_body(
-            served.tokenizer, tokens, served.max_model_len, bool(body.get("return_token_strs"))
-        ),
-        content_type=JSON_CONTENT_TYPE,
-    )
+        answer = _tokenize(ctx.served, request.body, content_type)
+    return raw(answer, content_type=JSON_CONTENT_TYPE)
+
+
+def _tokenize(served: ServedModel, raw_body: bytes, content_type: str | None) -> bytes:
+    asked = parse_tokenize_request(decode_body(raw_body, content_type), served)
+    tokens = served.tokenizer.encode(asked.text)
+    return tokenize_body(served.tokenizer, tokens, served.max_model_len, asked.with_strings)
 
 
 @system_routes.post(DETOKENIZE_ROUTE)
 async def detokenize(request: WorkerRequest) -> HTTPResponse:
     served = request.app.ctx.served
     body = decode_body(request.body, request.headers.get("content-type"))
-    _check_model(body, served)
-    tokens = body.get("tokens")
-    if not isinstance(tokens, list) or not all(
-        isinstance(t, int) and not isinstance(t, bool) for t in tokens
-    ):
-        raise ValidationFailure(
-            [{"type": "missing", "loc": ("body", "tokens"), "msg": "Field required", "input": body}]
-        )
+    tokens = parse_detokenize_request(body, served)
     try:
         text = served.tokenizer.decode(tokens)
     except ValueError as exc:

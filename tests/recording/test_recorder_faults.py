@@ -34,6 +34,17 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 
+async def read_request(reader: asyncio.StreamReader) -> tuple[dict[str, str], bytes]:
+    """A request's headers (names lower-cased) and body, as a bare HTTP/1.1 server reads them."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    headers = {}
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        if name:
+            headers[name.strip().lower()] = value.strip()
+    return headers, await reader.readexactly(int(headers.get("content-length", "0")))
+
+
 class FakeUpstream:
     """A bare HTTP/1.1 upstream on its own thread; the request's ``model`` picks its behaviour:
     ``drop`` (three events and a partial one, then the connection closes), ``slow`` (an event
@@ -68,13 +79,7 @@ class FakeUpstream:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-            headers = {}
-            for line in head[1:]:
-                name, _, value = line.partition(":")
-                if name:
-                    headers[name.strip().lower()] = value.strip()
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            headers, body = await read_request(reader)
             self.received.append((headers, body))
             model = json.loads(body).get("model") if body else None
             if model == "drop":

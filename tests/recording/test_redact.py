@@ -8,6 +8,7 @@ from dummy_vllm.recording.matching import canonical_key, relaxed_key
 from dummy_vllm.recording.redact import (
     filter_request_headers,
     filter_response_headers,
+    scrub_keys,
     scrub_secrets,
     scrub_url,
 )
@@ -188,3 +189,18 @@ async def test_secrets_never_reach_the_database_files(tmp_path: Path) -> None:
     assert b"use [REDACTED] and [REDACTED]" in checkpointed
     for secret in secrets:
         assert secret.encode() not in checkpointed, secret
+
+
+def test_short_keys_and_secret_named_members_of_any_prefix_are_scrubbed() -> None:
+    body = b'{"x_api_key": "k1", "client_secret": "k2", "db_password": "k3", "t": "sk-1234"}'
+    assert scrub_secrets(body) == (
+        b'{"x_api_key": "[REDACTED]", "client_secret": "[REDACTED]", '
+        b'"db_password": "[REDACTED]", "t": "[REDACTED]"}'
+    )
+    # Words that merely contain "sk-" stay.
+    assert scrub_secrets(b"risk-free task-1234567") == b"risk-free task-1234567"
+
+
+def test_answers_lose_their_keys_but_keep_logprob_tokens() -> None:
+    event = b'data: {"content":"key sk-abcd1234","logprobs":{"token":"sk"}}\n\n'
+    assert scrub_keys(event) == b'data: {"content":"key [REDACTED]","logprobs":{"token":"sk"}}\n\n'
