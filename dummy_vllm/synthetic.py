@@ -13,7 +13,7 @@ import random
 import time
 import zlib
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableSequence, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -79,6 +79,8 @@ from .protocol.responses_api import (
 from .response_store import ResponseStore
 from .settings import OutputLength, SyntheticSettings
 
+# Output token ids as unsigned shorts: every id of the built-in vocabulary fits.
+_OUTPUT_IDS_TYPECODE = "H"
 # Handed out when nothing will be drawn (no jitter, no EOS rate): never consumed.
 _NO_DRAWS = random.Random(0)
 # (rng, prompt tokens, token steps) -> offset of each step, seconds: the latency model's shape.
@@ -130,6 +132,7 @@ class SyntheticModel:
         # Text and timing when a request sends no seed of its own.
         self.seed = seed
         self.tokenizer = tokenizer = served.tokenizer
+        assert tokenizer.vocab_size <= 1 << 16, "output ids must fit _OUTPUT_IDS_TYPECODE"
         self.wire = Wire(served.profile, served.fingerprint)
         self.corpus = Corpus(tokenizer, seed=seed)
         self.latency = LatencyModel(settings.latency)
@@ -288,7 +291,7 @@ class SyntheticModel:
         rendered = render_completion_choice(self.tokenizer, choice, text, echoed)
         return replace(
             rendered,
-            token_ids=choice.token_ids if params.return_token_ids else None,
+            token_ids=list(choice.token_ids) if params.return_token_ids else None,
             prompt_token_ids=list(prompt) if params.return_token_ids else None,
             prompt_logprobs=self.prompt_logprobs(prompt, params.prompt_logprobs)
             if params.prompt_logprobs is not None
@@ -493,13 +496,16 @@ class SyntheticModel:
             for sample in range(params.n):
                 index = prompt_index * params.n + sample
                 seed = base_seed * 1_000_003 + index
+                ids: MutableSequence[int]
                 if self.settings.echo_prompt:
                     ids = list(prompt[: params.max_tokens])
                     length = len(ids)
                 else:
                     length = self._length(rng, params, natural, eos_rate)
                     if constraint is None:
-                        ids = list(self.corpus.tokens(seed, length))
+                        # 2 bytes a token: n x max_tokens may be hundreds of thousands, and
+                        # hundreds of such streams may wait on slow clients.
+                        ids = array(_OUTPUT_IDS_TYPECODE, self.corpus.tokens(seed, length))
                     else:
                         ids = self._constrained_ids(
                             constraint, random.Random(seed), length, params.max_tokens
@@ -660,7 +666,9 @@ class SyntheticModel:
             digest = zlib.crc32(packed, digest)
         return digest
 
-    def _finish(self, index: int, ids: list[int], params: GenerationParams) -> ChoiceOutput:
+    def _finish(
+        self, index: int, ids: MutableSequence[int], params: GenerationParams
+    ) -> ChoiceOutput:
         tokenizer = self.tokenizer
         if params.max_tokens == 0:
             # echo with max_tokens 0: vLLM generates one token and hides it; it still counts.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, MutableSequence, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,8 @@ class TokenLogprob:
 @dataclass(slots=True)
 class ChoiceOutput:
     index: int
-    token_ids: list[int]
+    # A list, or a compact array for long synthetic outputs.
+    token_ids: MutableSequence[int]
     # Positions whose streamed text differs from the token's piece (stop strings, EOS).
     text_overrides: dict[int, str]
     finish_reason: str
@@ -430,7 +431,7 @@ def render_chat_choice(
         if choice.logprobs is None
         else {"content": chat_logprob_entries(tokenizer, choice.logprobs)},
         message=choice.message,
-        token_ids=choice.token_ids if token_ids else None,
+        token_ids=list(choice.token_ids) if token_ids else None,
     )
 
 
