@@ -25,7 +25,7 @@ test: $(VENV)/.dev
 
 # 50,000 generated requests against a live server; prints the answers by status (none may be 5xx).
 fuzz: $(VENV)/.dev
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50000} $(BIN)/python -m pytest -q -s tests/test_fuzz.py
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-50000} $(BIN)/python -m pytest -q -s --timeout 0 tests/test_fuzz.py
 
 # 10 minutes of mixed valid, invalid and aborted traffic against every mode (SOAK_ARGS to change).
 soak: $(VENV)/.dev

@@ -173,7 +173,7 @@ ANTHROPIC_ERROR_TYPES = {
 ERROR_TYPES = {
     # InvalidUserInput: the LoRA routes' refusals; invalid_request_error: the Responses API's.
     400: {"Bad Request", "BadRequestError", "InvalidUserInput", "invalid_request_error"},
-    404: {"NotFoundError"},
+    404: {"NotFoundError", "invalid_request_error"},
     413: {"RequestEntityTooLarge"},
 }
 

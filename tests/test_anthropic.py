@@ -216,6 +216,27 @@ def test_tool_use_blocks() -> None:
             ("body", "messages", 0, "role"),
             "Input should be 'user' or 'assistant'",
         ),
+        # AnthropicToolChoice and AnthropicTool (0.33 protocol.py): typed before use.
+        (
+            {"model": "m", "messages": HI, "max_tokens": 1, "tool_choice": {"type": []}},
+            ("body", "tool_choice", "type"),
+            "Input should be 'auto', 'any', 'tool' or 'none'",
+        ),
+        (
+            {"model": "m", "messages": HI, "max_tokens": 1, "tool_choice": {"type": "tool"}},
+            ("body", "tool_choice"),
+            "Value error, tool_choice.name is required when type is 'tool'",
+        ),
+        (
+            {"model": "m", "messages": HI, "max_tokens": 1, "tools": [{"name": "w"}]},
+            ("body", "tools", 0, "input_schema"),
+            "Field required",
+        ),
+        (
+            {"model": "m", "messages": HI, "max_tokens": 1, "stop_sequences": [1]},
+            ("body", "stop_sequences", 0),
+            "Input should be a valid string",
+        ),
     ],
 )
 def test_validation_is_openai_shaped(body: dict[str, Any], loc: tuple[Any, ...], msg: str) -> None:

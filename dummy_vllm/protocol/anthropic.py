@@ -19,7 +19,20 @@ from ..engine.function_calls import AUTO, NONE, REQUIRED, tool_to_call
 from ..plan import PlanEvent
 from .context_length import OutputRequest, check_context
 from .errors import APIError, ValidationFailure, bad_request, literal_error
-from .fields import Check, as_any, as_bool, as_dict, as_float, as_int, as_list, as_str
+from .fields import (
+    Check,
+    as_any,
+    as_bool,
+    as_dict,
+    as_float,
+    as_int,
+    as_list,
+    as_str,
+    list_of,
+    literal,
+    model,
+    nullable,
+)
 from .profiles import DEFAULT_PROFILE, AnthropicShape, Profile
 from .requests import (
     GenerationParams,
@@ -37,12 +50,22 @@ _FIELDS: dict[str, Check] = {
     "messages": as_list,
     "max_tokens": as_int,
     "metadata": as_dict,
-    "stop_sequences": as_list,
+    "stop_sequences": list_of(as_str),
     "stream": as_bool,
     "system": as_any,
     "temperature": as_float,
-    "tool_choice": as_dict,
-    "tools": as_list,
+    "tool_choice": model(
+        {"type": literal("auto", "any", "tool", "none"), "name": nullable(as_str)},
+        "AnthropicToolChoice",
+        required=("type",),
+    ),
+    "tools": list_of(
+        model(
+            {"name": as_str, "description": nullable(as_str), "input_schema": as_dict},
+            "AnthropicTool",
+            required=("name", "input_schema"),
+        )
+    ),
     "top_k": as_int,
     "top_p": as_float,
 }
@@ -182,22 +205,7 @@ def chat_messages(fields: Mapping[str, Any]) -> tuple[list[dict[str, Any]], bool
 
 
 def _tools(fields: Mapping[str, Any]) -> list[Tool]:
-    tools = []
-    for index, tool in enumerate(fields.get("tools") or []):
-        if not isinstance(tool, Mapping) or "name" not in tool or "input_schema" not in tool:
-            missing = "name" if isinstance(tool, Mapping) and "name" not in tool else "input_schema"
-            raise ValidationFailure(
-                [
-                    {
-                        "type": "missing",
-                        "loc": ("body", "tools", index, missing),
-                        "msg": "Field required",
-                        "input": tool,
-                    }
-                ]
-            )
-        tools.append(Tool(str(tool["name"]), tool["input_schema"]))
-    return tools
+    return [Tool(tool["name"], tool["input_schema"]) for tool in fields.get("tools") or ()]
 
 
 def _tool_call(
@@ -208,7 +216,11 @@ def _tool_call(
     kind = (choice or {}).get("type", AUTO)
     forced = None
     if kind == "tool":
-        forced = str((choice or {}).get("name"))
+        forced = (choice or {}).get("name")
+        if not forced:
+            raise _value_error(
+                "tool_choice", "tool_choice.name is required when type is 'tool'", choice
+            )
         if forced not in by_name:
             raise bad_request(
                 "The tool specified in `tool_choice` does not match any of the specified `tools`"
