@@ -16,7 +16,7 @@ from dummy_vllm.protocol.requests import (
     parse_chat_request,
     parse_completion_request,
 )
-from dummy_vllm.protocol.responses import models_body
+from dummy_vllm.protocol.responses import dumps, models_body
 from dummy_vllm.protocol.sse import DONE_EVENT
 from dummy_vllm.settings import Limits, SyntheticSettings
 from dummy_vllm.synthetic import SyntheticModel
@@ -83,6 +83,30 @@ def test_completion_body_matches_capture_field_for_field() -> None:
         "completion_tokens",
         "prompt_tokens_details",
     ]
+
+
+@pytest.mark.parametrize("route", ["chat", "completion"])
+def test_bodies_of_several_choices_are_one_json_document_in_field_order(route: str) -> None:
+    """Several choices are encoded one at a time and spliced into the body: the result is the
+    body one encoding of the whole would give, whatever the model name holds."""
+    tricky = ServedModel('m "choices":[] x', "m", 2048, TOKENIZER, Limits())
+    model = SyntheticModel(SyntheticSettings(), tricky, seed=0)
+    body = {"n": 3, "max_tokens": 4, "logprobs": 2 if route == "completion" else True}
+    if route == "chat":
+        request = parse_chat_request(
+            {"messages": [{"role": "user", "content": "hi"}], "top_logprobs": 2, **body}, tricky
+        )
+        raw = model.chat_plan(request, None).body
+        keys = DEFAULT_PROFILE.chat_body_keys
+    else:
+        request = parse_completion_request({"prompt": "Hello", **body}, tricky)
+        raw = model.completion_plan(request, None).body
+        keys = DEFAULT_PROFILE.completion_body_keys
+    decoded = json.loads(raw)
+    assert list(decoded) == list(keys)
+    assert decoded["model"] == 'm "choices":[] x'
+    assert [choice["index"] for choice in decoded["choices"]] == [0, 1, 2]
+    assert raw == dumps(decoded)
 
 
 def test_chat_stream_events_match_capture() -> None:

@@ -462,34 +462,43 @@ def chat_body(
 ) -> bytes:
     """``extra``: top-level fields that are filled (prompt_logprobs, prompt_token_ids)."""
     profile = wire.profile
-    return dumps(
+    head = {
+        "id": meta.id,
+        "object": "chat.completion",
+        "created": meta.created,
+        "model": meta.model,
+        "system_fingerprint": wire.fingerprint,
+        "usage": wire.usage(prompt_tokens, completion_tokens, reasoning_tokens),
+        **(extra or {}),
+    }
+    rendered = [
         _ordered(
-            profile.chat_body_keys,
+            profile.chat_choice_keys,
             {
-                "id": meta.id,
-                "object": "chat.completion",
-                "created": meta.created,
-                "model": meta.model,
-                "choices": [
-                    _ordered(
-                        profile.chat_choice_keys,
-                        {
-                            "index": choice.index,
-                            "message": _message(profile, choice),
-                            "logprobs": choice.logprobs,
-                            "finish_reason": choice.finish_reason,
-                            "stop_reason": choice.stop_reason,
-                            "token_ids": choice.token_ids,
-                        },
-                    )
-                    for choice in choices
-                ],
-                "system_fingerprint": wire.fingerprint,
-                "usage": wire.usage(prompt_tokens, completion_tokens, reasoning_tokens),
-                **(extra or {}),
+                "index": choice.index,
+                "message": _message(profile, choice),
+                "logprobs": choice.logprobs,
+                "finish_reason": choice.finish_reason,
+                "stop_reason": choice.stop_reason,
+                "token_ids": choice.token_ids,
             },
         )
-    )
+        for choice in choices
+    ]
+    return _body(profile.chat_body_keys, head, rendered)
+
+
+def _body(keys: Sequence[str], head: Mapping[str, Any], choices: list[dict[str, Any]]) -> bytes:
+    """``head`` with its ``choices`` in ``keys`` order. Several choices are encoded one at a
+    time: one ``dumps`` of a large answer (n x thousands of tokens with log-probabilities) is a
+    single C call that holds the interpreter for tens of milliseconds, and such answers are
+    built on a thread beside the worker's loop."""
+    if len(choices) < 2:
+        return dumps(_ordered(keys, {**head, "choices": choices}))
+    before, after = dumps(_ordered(keys, {**head, "choices": []})).split(b'"choices":[]', 1)
+    # Raw quotes only delimit keys and strings in JSON (a quote inside a string is escaped), so
+    # the first '"choices":[]' is the member itself.
+    return b"".join((before, b'"choices":[', b",".join(map(dumps, choices)), b"]", after))
 
 
 # --- completions --------------------------------------------------------------------------------
@@ -605,35 +614,31 @@ def completion_body(
     completion_tokens: int,
 ) -> bytes:
     profile = wire.profile
-    return dumps(
+    head = {
+        "id": meta.id,
+        "object": "text_completion",
+        "created": meta.created,
+        "model": meta.model,
+        "system_fingerprint": wire.fingerprint,
+        "usage": wire.usage(prompt_tokens, completion_tokens),
+    }
+    rendered = [
         _ordered(
-            profile.completion_body_keys,
+            profile.completion_choice_keys,
             {
-                "id": meta.id,
-                "object": "text_completion",
-                "created": meta.created,
-                "model": meta.model,
-                "choices": [
-                    _ordered(
-                        profile.completion_choice_keys,
-                        {
-                            "index": choice.index,
-                            "text": choice.text,
-                            "logprobs": choice.logprobs,
-                            "finish_reason": choice.finish_reason,
-                            "stop_reason": choice.stop_reason,
-                            "token_ids": choice.token_ids,
-                            "prompt_logprobs": choice.prompt_logprobs,
-                            "prompt_token_ids": choice.prompt_token_ids,
-                        },
-                    )
-                    for choice in choices
-                ],
-                "system_fingerprint": wire.fingerprint,
-                "usage": wire.usage(prompt_tokens, completion_tokens),
+                "index": choice.index,
+                "text": choice.text,
+                "logprobs": choice.logprobs,
+                "finish_reason": choice.finish_reason,
+                "stop_reason": choice.stop_reason,
+                "token_ids": choice.token_ids,
+                "prompt_logprobs": choice.prompt_logprobs,
+                "prompt_token_ids": choice.prompt_token_ids,
             },
         )
-    )
+        for choice in choices
+    ]
+    return _body(profile.completion_body_keys, head, rendered)
 
 
 # --- timed event plans --------------------------------------------------------------------------
