@@ -3,6 +3,7 @@ lax mode), body decoding against FastAPI's failures, and error messages that can
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from functools import cache
 from typing import Any
@@ -279,3 +280,21 @@ def test_tokenize_chat_with_a_null_prompt_is_the_chat_member() -> None:
     # Found by the fuzz test: the chat member keeps the body's other keys, a null prompt too.
     chat = parse_tokenize_request({"messages": MESSAGES, "prompt": None}, SERVED)
     assert chat.text.endswith("<|assistant|>\n")
+
+
+@pytest.mark.parametrize("route", ["chat", "completion"])
+def test_field_checks_follow_the_era(route: str) -> None:
+    """0.11 declares best_of and any number of stop strings; 0.33 no longer declares best_of
+    (unknown, so ignored) and bounds stop at VLLM_MAX_STOP_STRINGS (4)."""
+    parse = parse_chat_request if route == "chat" else parse_completion_request
+    start = {"messages": MESSAGES} if route == "chat" else {"prompt": "hi"}
+    old, new = SERVED, dataclasses.replace(SERVED, profile=profile_for("0.33")[0])
+    five = {**start, "max_tokens": 2, "stop": ["a", "b", "c", "d", "e"]}
+    assert parse(five, old).params.stop == ("a", "b", "c", "d", "e")
+    with pytest.raises(ValidationFailure) as caught:
+        parse(five, new)
+    assert caught.value.errors[-1]["type"] == "too_long"
+    assert caught.value.errors[-1]["loc"] == ("body", "stop", "list[str]")
+    with pytest.raises(ValidationFailure):
+        parse({**start, "max_tokens": 2, "best_of": "x"}, old)
+    assert parse({**start, "max_tokens": 2, "best_of": "x"}, new).params.max_tokens == 2

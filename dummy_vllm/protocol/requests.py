@@ -381,21 +381,23 @@ _CHAT_NOT_NULL = _COMMON_NOT_NULL | {
 }
 
 
-def _without_best_of(fields: dict[str, FieldCheck]) -> dict[str, FieldCheck]:
-    # A field a release no longer declares is unknown to it: accepted, ignored, never checked.
-    return {name: check for name, check in fields.items() if name != "best_of"}
-
-
-# Keyed by Profile.best_of_field.
-_COMPLETION_FIELDS_BY_ERA = {True: _COMPLETION_FIELDS, False: _without_best_of(_COMPLETION_FIELDS)}
-_CHAT_FIELDS_BY_ERA = {True: _CHAT_FIELDS, False: _without_best_of(_CHAT_FIELDS)}
+@cache
+def _era_fields(route: str, best_of: bool, max_stop_strings: int | None) -> dict[str, FieldCheck]:
+    """``route``'s field checks as a release declares them, built once per era."""
+    fields = dict(_CHAT_FIELDS if route == CHAT_ROUTE else _COMPLETION_FIELDS)
+    if not best_of:
+        # A field a release no longer declares is unknown to it: accepted, ignored, never checked.
+        del fields["best_of"]
+    if max_stop_strings is not None:
+        # 0.33's StopParam: Annotated[list[str], Field(max_length=VLLM_MAX_STOP_STRINGS)].
+        fields["stop"] = union(("str", as_str), ("list[str]", list_of(as_str, max_stop_strings)))
+    return fields
 
 
 def coerce_fields(
     body: Mapping[str, Any],
     fields: Mapping[str, FieldCheck],
     not_null: frozenset[str] = frozenset(),
-    profile: Profile = DEFAULT_PROFILE,
 ) -> dict[str, Any]:
     """Coerce the known fields; collect every error before failing, as pydantic does. A null
     is the default, except in the fields typed without Optional."""
@@ -408,8 +410,6 @@ def coerce_fields(
             continue
         if raw is None and name not in not_null:
             continue
-        if name == "stop" and profile.max_stop_strings is not None:
-            check = _stop_check(profile.max_stop_strings)
         try:
             values[name] = check(raw)
         except FieldError as exc:
@@ -417,12 +417,6 @@ def coerce_fields(
     if errors:
         raise ValidationFailure(errors)
     return values
-
-
-@cache
-def _stop_check(max_length: int) -> FieldCheck:
-    # 0.33's StopParam: Annotated[list[str], Field(max_length=VLLM_MAX_STOP_STRINGS)].
-    return union(("str", as_str), ("list[str]", list_of(as_str, max_length)))
 
 
 def missing_field(field: str, body: Mapping[str, Any]) -> ValidationFailure:
@@ -679,11 +673,11 @@ def _checked_ids(ids: list[int], tokenizer: Tokenizer) -> list[int]:
 
 
 def parse_completion_request(body: Mapping[str, Any], served: ServedModel) -> CompletionRequest:
+    profile = served.profile
     fields = coerce_fields(
         body,
-        _COMPLETION_FIELDS_BY_ERA[served.profile.best_of_field],
+        _era_fields(COMPLETIONS_ROUTE, profile.best_of_field, profile.max_stop_strings),
         _COMPLETION_NOT_NULL,
-        served.profile,
     )
     if "prompt" not in fields:
         raise missing_field("prompt", body)
@@ -824,8 +818,11 @@ def _json_type(value: Any) -> str:
 
 def parse_chat_request(body: Mapping[str, Any], served: ServedModel) -> ChatRequest:
     check_tool_usage(body)
+    profile = served.profile
     fields = coerce_fields(
-        body, _CHAT_FIELDS_BY_ERA[served.profile.best_of_field], _CHAT_NOT_NULL, served.profile
+        body,
+        _era_fields(CHAT_ROUTE, profile.best_of_field, profile.max_stop_strings),
+        _CHAT_NOT_NULL,
     )
     if "messages" not in fields:
         raise missing_field("messages", body)
