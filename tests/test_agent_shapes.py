@@ -205,6 +205,9 @@ def test_auto_needs_both_flags_and_named_needs_them_from_0_17() -> None:
     bare = AgentSettings()
     auto = error_of(V0_11, bare, tools=TOOLS)
     assert auto["type"] == "BadRequestError"
+    # The handler's check reads only tool_choice: "auto" with no tools needs the flags too.
+    assert error_of(V0_11, bare, tools=[], tool_choice="auto")["message"] == auto["message"]
+    assert chat(V0_11, bare, tools=[], tool_choice="required", max_tokens=4)["choices"]
     assert auto["message"] == (
         '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
     )

@@ -172,9 +172,12 @@ def parse_tools(fields: Mapping[str, Any], profile: Profile, server: AgentSettin
             )
     if choice is None and tools:
         choice = "auto"
-    if choice is None or choice == "none" or not tools:
-        # A "required" choice of no tools is "none", as OpenAI (and vLLM) treat it.
+    if choice is None or choice == "none":
         return ToolRequest(tools or {}, ToolMode.NONE)
+    assert tools is not None  # check_tool_usage refused a choice without tools
+    if choice == "required" and not tools:
+        # OpenAI's behaviour, which vLLM aligns with: nothing to call, so "none".
+        return ToolRequest({}, ToolMode.NONE)
     name = choice["function"]["name"] if isinstance(choice, dict) else None
     parallel = fields.get("parallel_tool_calls")
     request = ToolRequest(
