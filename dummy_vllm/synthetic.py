@@ -79,8 +79,6 @@ from .protocol.responses_api import (
 from .response_store import ResponseStore
 from .settings import OutputLength, SyntheticSettings
 
-# Output token ids as unsigned shorts: every id of the built-in vocabulary fits.
-_OUTPUT_IDS_TYPECODE = "H"
 # Handed out when nothing will be drawn (no jitter, no EOS rate): never consumed.
 _NO_DRAWS = random.Random(0)
 # (rng, prompt tokens, token steps) -> offset of each step, seconds: the latency model's shape.
@@ -132,7 +130,8 @@ class SyntheticModel:
         # Text and timing when a request sends no seed of its own.
         self.seed = seed
         self.tokenizer = tokenizer = served.tokenizer
-        assert tokenizer.vocab_size <= 1 << 16, "output ids must fit _OUTPUT_IDS_TYPECODE"
+        # Output ids are the corpus's unsigned shorts: every id of the built-in vocabulary fits.
+        assert tokenizer.vocab_size <= 1 << 16, "output ids must fit two bytes"
         self.wire = Wire(served.profile, served.fingerprint)
         self.corpus = Corpus(tokenizer, seed=seed)
         self.latency = LatencyModel(settings.latency)
@@ -505,7 +504,7 @@ class SyntheticModel:
                     if constraint is None:
                         # 2 bytes a token: n x max_tokens may be hundreds of thousands, and
                         # hundreds of such streams may wait on slow clients.
-                        ids = array(_OUTPUT_IDS_TYPECODE, self.corpus.tokens(seed, length))
+                        ids = self.corpus.tokens(seed, length)
                     else:
                         ids = self._constrained_ids(
                             constraint, random.Random(seed), length, params.max_tokens

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from array import array
 from itertools import accumulate
 
 from dummy_vllm.engine.tokenizer import Tokenizer
@@ -75,7 +75,9 @@ class Corpus:
                 ids += rng.choices(ends, weights=_SENTENCE_END_WEIGHTS)
             ids += (newline, newline)
 
-        self._ids = tuple(ids)
+        # An array, so that a window is a copy of bytes rather than of Python ints (a request
+        # for n x max_tokens takes hundreds of thousands): two bytes a token when ids fit.
+        self._ids = array("H" if max(ids) < 1 << 16 else "L", ids)
         self._starts = tuple(starts)
         # Windows start at a sentence, without the leading space ("The", not " The"), as the
         # first token of a reply would.
@@ -84,20 +86,21 @@ class Corpus:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def tokens(self, seed: int, length: int) -> Sequence[int]:
+    def tokens(self, seed: int, length: int) -> array[int]:
         """``length`` ids starting at a sentence chosen by ``seed``; wraps around as needed.
 
-        Deterministic; nearby seeds give unrelated windows. Costs O(length), no random draws.
+        Deterministic; nearby seeds give unrelated windows. Costs O(length) copied bytes, no
+        random draws.
         """
         if length < 0:
             raise ValueError(f"length must be >= 0, got {length}")
-        if not length:
-            return ()
-        k = _mix(seed) % len(self._starts)
         ids = self._ids
+        if not length:
+            return ids[:0]
+        k = _mix(seed) % len(self._starts)
         start = self._starts[k] + 1
         end = start + length - 1
-        head = (self._heads[k],)
+        head = array(ids.typecode, (self._heads[k],))
         if end <= len(ids):
             return head + ids[start:end]
         laps, rest = divmod(end, len(ids))
