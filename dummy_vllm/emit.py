@@ -23,6 +23,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
+from time import perf_counter
 from typing import Any, cast
 
 from sanic import HTTPResponse, Request
@@ -42,10 +43,10 @@ MAX_WRITE_BYTES = 64 * 1024
 # instant mode, are built back to back: a long answer would hold the worker). Shared by the
 # streams of a worker, so that a round of all of them stays about this long and other requests
 # (/health) wait for a few rounds, not a few hundred slices; at least MIN_SLICE_SECONDS each.
-# uvloop's clock reads whole milliseconds, though: a share under 1 ms ends when the clock ticks
-# (measured: 8-19 ms rounds with 100 instant streams a worker; BOMBS_RESULTS.md).
+# Measured on perf_counter: uvloop's clock reads whole milliseconds, and shares under one ran
+# until it ticked (8-19 ms rounds with 100 instant streams a worker; BOMBS_RESULTS.md).
 SLICE_SECONDS = 0.002
-MIN_SLICE_SECONDS = 0.0001
+MIN_SLICE_SECONDS = 0.00005
 
 
 class _Streams:
@@ -114,12 +115,13 @@ class _Stream:
         # when the handler must write (slow client, closing connection).
         self.waiter: asyncio.Future[bool] | None = None
 
-    def collect(self, horizon: float) -> bool:
-        """Batch the events due by ``horizon`` (up to MAX_WRITE_BYTES); True once the plan is
-        exhausted, its last batch pending."""
+    def collect(self, horizon: float, until: float = math.inf) -> bool:
+        """Batch the events due by ``horizon`` (up to MAX_WRITE_BYTES, and no more once
+        ``perf_counter()`` passes ``until``, though always one); True once the plan is exhausted,
+        its last batch pending."""
         event = self.upcoming
         while event is not None and self.due <= horizon:
-            if self.pending_bytes >= MAX_WRITE_BYTES:
+            if self.pending_bytes >= MAX_WRITE_BYTES or (self.pending and perf_counter() > until):
                 return False
             self.pending.append(event.data)
             self.pending_bytes += len(event.data)
@@ -291,26 +293,31 @@ async def _write_events(
 ) -> bytes:
     """Write ``stream`` up to its last batch, which is returned unwritten."""
     loop_time = asyncio.get_running_loop().time
-    resumed = loop_time()
+    share_end = _share_end()
     while True:
         now = loop_time()
-        if stream.collect(now + DUE_EARLY):
+        if stream.collect(now + DUE_EARLY, share_end):
             break
         if stream.pending:
             await response.send(stream.take(now))
             # Sending does not yield while the socket takes the bytes: events already due are
             # built back to back, so give the loop back once this stream's share is used.
-            if now - resumed > max(SLICE_SECONDS / _Streams.active, MIN_SLICE_SECONDS):
+            if perf_counter() > share_end:
                 await asyncio.sleep(0)
-                resumed = loop_time()
+                share_end = _share_end()
             continue
         if clock is None:
             await asyncio.sleep(stream.due - now)
         elif await clock.hand_over(stream):
             break
-        resumed = loop_time()
+        share_end = _share_end()
     stream.delivery.end = now = loop_time()
     return stream.take(now)
+
+
+def _share_end() -> float:
+    """When the turn starting now ends (perf_counter)."""
+    return perf_counter() + max(SLICE_SECONDS / max(_Streams.active, 1), MIN_SLICE_SECONDS)
 
 
 async def drop_connection(request: AnyRequest) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -174,3 +175,20 @@ async def test_a_cancelled_stream_leaves_the_clock_and_others_go_on() -> None:
     assert leaving.cancelled()
     assert len(gone.writes) == written_before
     assert len(staying.writes) > 0
+
+
+async def test_a_batch_stops_growing_when_its_turn_is_over_but_takes_one_event() -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    stream = _Stream(
+        FakeRequest(RecordingTransport(loop)),  # type: ignore[arg-type]
+        plan_of([0.0] * 10),
+        start,
+        Delivery(),
+    )
+    # A turn already over still takes one event: every turn makes progress.
+    assert not stream.collect(start + DUE_EARLY, until=0.0)
+    assert stream.pending == [b"e0;"]
+    # With time left, all that is due, and the plan is exhausted.
+    assert stream.collect(start + DUE_EARLY, until=math.inf)
+    assert len(stream.pending) == 10
