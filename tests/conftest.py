@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -187,6 +188,51 @@ def descendants(pid: int) -> list[int]:
         except FileNotFoundError:
             continue
     return children
+
+
+def unread_streams(port: int, body: bytes, count: int) -> list[socket.socket]:
+    """``count`` connections that each POST ``body`` to /v1/completions and never read (a 4 KiB
+    receive buffer); the caller closes them."""
+    request = (
+        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
+    )
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", port))
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(request)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+class LoopIterations:
+    """Counts the iterations of the running loop (a callback that schedules itself again runs
+    once in each), sleeping ``busy_seconds`` in each as a busy worker would."""
+
+    def __init__(self, busy_seconds: float = 0.0) -> None:
+        self.count = 0
+        self._busy_seconds = busy_seconds
+        self._running = False
+
+    def __enter__(self) -> LoopIterations:
+        self._running = True
+        asyncio.get_running_loop().call_soon(self._tick)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._running = False
+
+    def _tick(self) -> None:
+        self.count += 1
+        time.sleep(self._busy_seconds)
+        if self._running:
+            asyncio.get_running_loop().call_soon(self._tick)
 
 
 def rss_bytes(pid: int) -> int:

@@ -9,7 +9,7 @@ from sanic import Blueprint, HTTPResponse
 from sanic.response import raw
 
 from ..context import WorkerRequest
-from ..offload import HEAVY_BODY_BYTES, heavy
+from ..offload import HEAVY_BODY_BYTES, heavy, many_choices
 from ..plan import Responder, ResponsePlan
 from ..protocol.requests import CHAT_ROUTE, COMPLETIONS_ROUTE, MODELS_ROUTE, decode_body
 from ..protocol.responses import JSON_CONTENT_TYPE, models_body
@@ -31,6 +31,8 @@ async def generate(request: WorkerRequest, route: str) -> HTTPResponse | None:
         body = decode_body(request.body, content_type)
         if heavy(route, body, ctx.served.max_model_len):
             plan = await ctx.offload.run(ctx.responder.respond, route, body, request_id)
+        elif many_choices(body):
+            plan = await ctx.offload.in_turn(ctx.responder.respond, route, body, request_id)
         else:
             plan = ctx.responder.respond(route, body, request_id)
     return await ctx.pipeline.serve(request, plan, arrival)
