@@ -102,6 +102,7 @@ def create_app(settings: Settings) -> App:
 
     @app.before_server_stop
     async def stop_background(app: App) -> None:
+        app.ctx.acceptor.close()
         for task in app.ctx.background:
             task.cancel()
 

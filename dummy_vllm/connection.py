@@ -1,5 +1,10 @@
-"""Connections that cannot be held open by a client that sends too slowly, nor fill memory by
-reading too slowly.
+"""Connections: all of those waiting accepted at once, and none held open by a client that
+sends too slowly, nor filling memory by reading too slowly.
+
+uvloop (libuv 1.52) accepts one connection per loop iteration, and an iteration of a busy
+worker takes milliseconds: a burst of 200 connections waited in the listen queue for over a
+second, a /health probe behind them (BOMBS_RESULTS.md). ``Acceptor`` takes every waiting
+connection each time the listening socket is readable, as asyncio's own loop does.
 
 Sanic's request timeout is an idle timeout (each byte received restarts it), so a client that
 trickles its headers a byte at a time keeps a connection forever (slowloris), and a body
@@ -16,13 +21,27 @@ token streams and for bodies on a local network.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import os
 import socket
 from asyncio import BaseTransport
+from collections.abc import Callable
+from functools import partial
 from time import monotonic
 
 from sanic.exceptions import RequestTimeout
 from sanic.http import Http, Stage
 from sanic.server.protocols.http_protocol import HttpProtocol
+
+logger = logging.getLogger("dummy_vllm")
+
+# Connections taken per wake-up at most (asyncio's loop takes its backlog, 100 by default): the
+# rest wait for the next iteration, so that one wake-up cannot hold the loop for long.
+ACCEPTS_PER_WAKEUP = 256
+# After a failed accept that will fail again at once (out of file descriptors), wait this long
+# before trying again; uvloop's accept, still listening, sheds the load meanwhile.
+ACCEPT_PAUSE_SECONDS = 0.1
 
 
 class GuardedHttp(Http):
@@ -40,6 +59,10 @@ class GuardedHttpProtocol(HttpProtocol):
     HTTP_CLASS = GuardedHttp
 
     def connection_made(self, transport: BaseTransport) -> None:
+        # The first connection of a worker starts its acceptor: the protocol is what knows how
+        # Sanic makes one.
+        if not self.app.ctx.acceptor.started:
+            self.app.ctx.acceptor.start(self)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
@@ -71,3 +94,89 @@ class GuardedHttpProtocol(HttpProtocol):
             and http.request_body
             and now - self._time > self.request_timeout
         )
+
+
+class Acceptor:
+    """One per worker: from its first connection on, accepts every connection waiting on the
+    worker's listening socket when it is readable (next to uvloop's server, which accepts one
+    each loop iteration)."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self._accepting: AcceptingSocket | None = None
+
+    def start(self, protocol: HttpProtocol) -> None:
+        """Accept for the server ``protocol`` belongs to, when a worker of Sanic's manager (the
+        socket it listens on is known); otherwise (a server Sanic bound itself) never."""
+        self.started = True
+        info = protocol.app.state.server_info
+        sock = info[0].settings.get("sock") if info else None
+        if not isinstance(sock, socket.socket):
+            return
+        factory = partial(
+            type(protocol),
+            loop=protocol.loop,
+            app=protocol.app,
+            signal=protocol.signal,
+            connections=protocol.connections,
+            state=protocol.state,
+            unix=protocol._unix,
+        )
+        self._accepting = AcceptingSocket(protocol.loop, sock, factory)
+
+    def close(self) -> None:
+        """Stop accepting (before the server closes: a graceful stop takes no new connection)."""
+        if self._accepting is not None:
+            self._accepting.close()
+            self._accepting = None
+
+
+class AcceptingSocket:
+    """Accepts the connections waiting on a listening socket (through its own duplicate, which
+    ``close`` closes), each served by a protocol made by ``factory``."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        factory: Callable[[], asyncio.Protocol],
+    ) -> None:
+        self._loop, self._factory = loop, factory
+        self._listener = socket.socket(fileno=os.dup(sock.fileno()))
+        self._listener.setblocking(False)
+        self._closed = False
+        # Connections being handed to their transports (the loop keeps only weak references).
+        self._handing: set[asyncio.Task[None]] = set()
+        loop.add_reader(self._listener, self._accept)
+
+    def close(self) -> None:
+        self._closed = True
+        self._loop.remove_reader(self._listener)
+        self._listener.close()
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPTS_PER_WAKEUP):
+            try:
+                connection, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return  # none left (or the other worker took it)
+            except ConnectionAbortedError:
+                continue
+            except OSError as error:
+                logger.warning("accepting connections paused: %s", error)
+                self._loop.remove_reader(self._listener)
+                self._loop.call_later(ACCEPT_PAUSE_SECONDS, self._resume)
+                return
+            task = self._loop.create_task(self._hand_over(connection))
+            self._handing.add(task)
+            task.add_done_callback(self._handing.discard)
+
+    def _resume(self) -> None:
+        if not self._closed:
+            self._loop.add_reader(self._listener, self._accept)
+
+    async def _hand_over(self, connection: socket.socket) -> None:
+        try:
+            await self._loop.connect_accepted_socket(self._factory, connection)
+        except OSError:  # the client left already
+            connection.close()

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from sanic import Request, Sanic
 from sanic.config import Config
 
+from .connection import Acceptor
 from .metrics import Metrics
 from .offload import Offloader
 from .pipeline import Pipeline
@@ -40,6 +41,8 @@ class WorkerContext:
     recorder: Recorder = field(init=False)
     # Work started with the server and cancelled when it stops.
     background: list[asyncio.Task[None]] = field(default_factory=list)
+    # Takes the connections waiting on the worker's listening socket (connection.py).
+    acceptor: Acceptor = field(default_factory=Acceptor)
 
 
 App = Sanic[Config, WorkerContext]

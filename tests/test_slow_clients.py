@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import httpx
 
-from tests.conftest import LiveServer, rss_bytes
+from tests.conftest import LiveServer, rss_bytes, unread_streams
 
 TIMEOUT = 1.0
 
@@ -78,17 +78,8 @@ def test_a_stream_whose_client_never_reads_is_held_back(
     rest of the answer nor stops answering others."""
     server = start_server("--max-model-len", "4096")
     body = b'{"prompt":"hi","max_tokens":4000,"n":64,"stream":true}'
-    request = (
-        b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
-    )
-    sockets = []
+    sockets = unread_streams(server.port, body, 20)
     try:
-        for _ in range(20):
-            sock = socket.create_connection(("127.0.0.1", server.port))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.sendall(request)
-            sockets.append(sock)
         time.sleep(3)
         rss = rss_bytes(server.process.pid)
         with httpx.Client(base_url=server.url, timeout=5) as client:
