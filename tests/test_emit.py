@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -13,6 +15,17 @@ from dummy_vllm.emit import DUE_EARLY, MAX_WRITE_BYTES, Delivery, StreamClock, _
 from dummy_vllm.plan import PlanEvent, ResponsePlan
 
 CHUNK = re.compile(rb"([0-9a-f]+)\r\n")
+
+
+@pytest.fixture(autouse=True)
+def no_collection_pauses() -> Iterator[None]:
+    """These tests time events to the millisecond. The server freezes what it starts with and
+    rarely collects the oldest generation (app.py); here a full collection of what earlier tests
+    left (50-80 ms after tests/engine) made a stream's first event due before it was handed over."""
+    gc.collect()
+    gc.disable()
+    yield
+    gc.enable()
 
 
 @dataclass
