@@ -38,8 +38,10 @@ logger = logging.getLogger("dummy_vllm")
 
 # Connections taken per wake-up at most, so that one wake-up holds the loop for a few ms at most
 # (each costs tens of microseconds to hand over); the rest wait for the next iteration. 64 clears
-# a burst of 200 in two iterations a worker; the two workers' shares of a burst of 1,000 were
-# 40-60 % with any cap from 32 to 256 (45-55 % with uvloop's one accept per iteration).
+# a burst of 200 in two iterations a worker. How a burst of 1,000 splits between two workers
+# varies from run to run as much without the acceptor (from 49/51 to 80/20 over 12 runs) as with
+# it (from 49/51 to 63/37 over 8; caps of 32 and 256 alike): both workers wake for each
+# connection and the first to call accept takes it.
 ACCEPTS_PER_WAKEUP = 64
 # After a failed accept that will fail again at once (out of file descriptors), wait this long
 # before trying again; uvloop's accept, still listening, sheds the load meanwhile.
