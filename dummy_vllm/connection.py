@@ -3,8 +3,8 @@ sends too slowly, nor filling memory by reading too slowly.
 
 uvloop (libuv 1.52) accepts one connection per loop iteration, and an iteration of a busy
 worker takes milliseconds: a burst of 200 connections waited in the listen queue for over a
-second, a /health probe behind them (BOMBS_RESULTS.md). ``Acceptor`` takes every waiting
-connection each time the listening socket is readable, as asyncio's own loop does.
+second, a /health probe behind them (BOMBS_RESULTS.md). ``Acceptor`` takes the waiting
+connections (up to 64) each time the listening socket is readable, as asyncio's own loop does.
 
 Sanic's request timeout is an idle timeout (each byte received restarts it), so a client that
 trickles its headers a byte at a time keeps a connection forever (slowloris), and a body
@@ -151,6 +151,8 @@ class AcceptingSocket:
         self._listener = socket.socket(fileno=os.dup(sock.fileno()))
         self._listener.setblocking(False)
         self._closed = False
+        # Set while accepting fails (out of file descriptors): said once, not every pause.
+        self._failing = False
         # Connections being handed to their transports (the loop keeps only weak references).
         self._handing: set[asyncio.Task[None]] = set()
         loop.add_reader(self._listener, self._accept)
@@ -169,10 +171,17 @@ class AcceptingSocket:
             except ConnectionAbortedError:
                 continue
             except OSError as error:
-                logger.warning("accepting connections paused: %s", error)
+                if not self._failing:
+                    logger.warning(
+                        "accepting connections fails, retried every %s s: %s",
+                        ACCEPT_PAUSE_SECONDS,
+                        error,
+                    )
+                self._failing = True
                 self._loop.remove_reader(self._listener)
                 self._loop.call_later(ACCEPT_PAUSE_SECONDS, self._resume)
                 return
+            self._failing = False
             task = self._loop.create_task(self._hand_over(connection))
             self._handing.add(task)
             task.add_done_callback(self._handing.discard)
