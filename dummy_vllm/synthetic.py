@@ -424,7 +424,7 @@ class SyntheticModel:
             stop_string = choice.stop_reason if isinstance(choice.stop_reason, str) else None
         else:
             pieces, offsets, truncated = self._call(
-                request.call.input_schema, request.prompt, params, timing
+                request.call.parameters, request.prompt, params, timing
             )
             finish, stop_string = ("length" if truncated else "tool_calls"), None
             try:

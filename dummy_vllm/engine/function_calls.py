@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 NONE = "none"
@@ -20,16 +21,25 @@ REQUIRED = "required"
 _WORDS = ("Paris", "blue", "seven", "north", "example", "today", "report", "small")
 
 
+@dataclass(frozen=True, slots=True)
+class FunctionTool:
+    """A tool the model may call: its name and the JSON schema of its arguments."""
+
+    name: str
+    parameters: Any
+
+
 def tool_to_call(
-    names: Sequence[str], choice: str, after_tool_result: bool, forced: str | None = None
-) -> str | None:
-    """The tool to call: ``forced`` when named, the first for ``required``, the first for
-    ``auto`` unless the last turn is a tool's result, none for ``none`` or without tools."""
+    tools: Sequence[FunctionTool], choice: str, after_tool_result: bool, forced: str | None = None
+) -> FunctionTool | None:
+    """The tool to call: the one named ``forced`` (which the caller checked is among ``tools``),
+    the first for ``required``, the first for ``auto`` unless the last turn is a tool's result,
+    none for ``none`` or without tools."""
     if forced is not None:
-        return forced
-    if not names or choice == NONE or (choice == AUTO and after_tool_result):
+        return next(tool for tool in tools if tool.name == forced)
+    if not tools or choice == NONE or (choice == AUTO and after_tool_result):
         return None
-    return names[0]
+    return tools[0]
 
 
 def call_arguments(schema: Any, seed: int) -> str:

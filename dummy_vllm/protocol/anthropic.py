@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..engine import render_chat_prompt
-from ..engine.function_calls import AUTO, NONE, REQUIRED, tool_to_call
+from ..engine.function_calls import AUTO, NONE, REQUIRED, FunctionTool, tool_to_call
 from ..plan import PlanEvent
 from .context_length import OutputRequest, check_context
 from .errors import APIError, ValidationFailure, bad_request, literal_error
@@ -85,18 +85,12 @@ _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}
 
 
 @dataclass(frozen=True, slots=True)
-class Tool:
-    name: str
-    input_schema: Any
-
-
-@dataclass(frozen=True, slots=True)
 class MessagesRequest:
     model: str
     prompt: tuple[int, ...]
     params: GenerationParams
     # The tool to call instead of answering in text, if any.
-    call: Tool | None
+    call: FunctionTool | None
 
 
 def _value_error(field: str, message: str, value: Any) -> ValidationFailure:
@@ -204,15 +198,14 @@ def chat_messages(fields: Mapping[str, Any]) -> tuple[list[dict[str, Any]], bool
     return messages, after_tool_result
 
 
-def _tools(fields: Mapping[str, Any]) -> list[Tool]:
-    return [Tool(tool["name"], tool["input_schema"]) for tool in fields.get("tools") or ()]
+def _tools(fields: Mapping[str, Any]) -> list[FunctionTool]:
+    return [FunctionTool(tool["name"], tool["input_schema"]) for tool in fields.get("tools") or ()]
 
 
 def _tool_call(
-    choice: Mapping[str, Any] | None, tools: Sequence[Tool], after_tool_result: bool
-) -> Tool | None:
+    choice: Mapping[str, Any] | None, tools: Sequence[FunctionTool], after_tool_result: bool
+) -> FunctionTool | None:
     """auto -> "auto", any -> "required", tool -> named, as vLLM maps them for chat."""
-    by_name = {tool.name: tool for tool in tools}
     kind = (choice or {}).get("type", AUTO)
     forced = None
     if kind == "tool":
@@ -221,13 +214,12 @@ def _tool_call(
             raise _value_error(
                 "tool_choice", "tool_choice.name is required when type is 'tool'", choice
             )
-        if forced not in by_name:
+        if forced not in {tool.name for tool in tools}:
             raise bad_request(
                 "The tool specified in `tool_choice` does not match any of the specified `tools`"
             )
     mode = {"any": REQUIRED, "none": NONE}.get(kind, AUTO)
-    name = tool_to_call(list(by_name), mode, after_tool_result, forced)
-    return None if name is None else by_name[name]
+    return tool_to_call(tools, mode, after_tool_result, forced)
 
 
 def parse_messages_request(body: Mapping[str, Any], served: ServedModel) -> MessagesRequest:
@@ -287,7 +279,7 @@ class Reply:
 
     # Text per token step (the chat chunks' content), or the tool call's arguments per step.
     pieces: Sequence[str]
-    call: Tool | None
+    call: FunctionTool | None
     call_id: str
     finish_reason: str
     # The stop string that ended the text, if one did.

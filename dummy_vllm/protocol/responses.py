@@ -363,6 +363,8 @@ class ChatStream:
         return finish, self._finish_tail
 
     def token(self, choice: ChoiceOutput, position: int) -> bytes:
+        # The same event as ``delta`` makes, written out: through a shared helper each event
+        # cost 10 % more (1.07 vs 0.97 us), and this is every plain chat token.
         wire = self.wire
         last = position == len(choice.token_ids) - 1
         finish, tail = self._final(choice) if last else self._ongoing

@@ -28,7 +28,7 @@ from http import HTTPStatus
 from typing import Any
 
 from ..engine import render_chat_prompt
-from ..engine.function_calls import AUTO, NONE, REQUIRED, tool_to_call
+from ..engine.function_calls import AUTO, NONE, REQUIRED, FunctionTool, tool_to_call
 from ..plan import PlanEvent
 from .errors import APIError, ValidationFailure, bad_request, literal_error, value_error
 from .fields import Check, as_any, as_bool, as_dict, as_float, as_int, as_list, as_str
@@ -110,12 +110,6 @@ _STORE_DISABLED = (
 
 # Looks up the conversation (chat messages, answer included) of a stored response.
 History = Callable[[str], list[dict[str, Any]] | None]
-
-
-@dataclass(frozen=True, slots=True)
-class FunctionTool:
-    name: str
-    parameters: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,19 +300,17 @@ def _tool_call(
     choice: Any, tools: Sequence[FunctionTool], after_tool_result: bool
 ) -> FunctionTool | None:
     """0.12+'s tool_choice checks, then the synthetic model's pick."""
-    by_name = {tool.name: tool for tool in tools}
     forced = None
     if isinstance(choice, Mapping):
         forced = str(choice.get("name"))
-        if forced not in by_name:
+        if forced not in {tool.name for tool in tools}:
             raise bad_request(f"Tool choice '{choice.get('type')}' not found in 'tools' parameter.")
         choice = REQUIRED
     elif choice == REQUIRED and not tools:
         raise bad_request("Tool choice 'required' must be specified with 'tools' parameter.")
     elif choice not in (NONE, AUTO, REQUIRED):
         choice = AUTO
-    name = tool_to_call(list(by_name), str(choice), after_tool_result, forced)
-    return None if name is None else by_name[name]
+    return tool_to_call(tools, str(choice), after_tool_result, forced)
 
 
 # --- the response object ------------------------------------------------------------------------
